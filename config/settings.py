@@ -1,0 +1,210 @@
+"""Settings, read from the environment once and validated.
+
+Every public variable is documented in the README's configuration table. A bad value fails
+at start with a `ConfigError` that names the variable; secrets are held in `Secret` so that
+they never show up in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+AKOOL_DEFAULT_BASE_URL = "https://openapi.akool.com"
+# Akool serves generated files from its CDNs; nothing else is fetched unless configured.
+ARCHIVE_DEFAULT_ALLOWED_HOSTS = ("*.cloudfront.net", "*.akool.com")
+ARCHIVE_DEFAULT_PREFIX = "lipsync/"
+REDIS_DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+POLL_INITIAL_SECONDS = 5.0
+POLL_MAX_SECONDS = 60.0
+# Akool documents no processing time; a 60 s clip is normally done within minutes.
+POLL_TIMEOUT_SECONDS = 2 * 3600.0
+JOB_RETENTION_SECONDS = 30 * 24 * 3600
+AKOOL_TIMEOUT_SECONDS = 30.0
+AKOOL_CONNECT_TIMEOUT_SECONDS = 5.0
+DOWNLOAD_TIMEOUT_SECONDS = 60.0
+ARCHIVE_MAX_BYTES = 1024**3
+# Akool deletes generated files after 7 days.
+AKOOL_FILE_LIFETIME_SECONDS = 7 * 24 * 3600
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A string that is never shown: repr and str print a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of the whole service."""
+
+    redis_url: str = REDIS_DEFAULT_URL
+    akool_base_url: str = AKOOL_DEFAULT_BASE_URL
+    akool_api_key: Secret | None = None
+    akool_client_id: str | None = None
+    akool_client_secret: Secret | None = None
+    akool_timeout_seconds: float = AKOOL_TIMEOUT_SECONDS
+    archive_bucket: str | None = None
+    archive_prefix: str = ARCHIVE_DEFAULT_PREFIX
+    s3_endpoint_url: str | None = None
+    archive_allowed_hosts: tuple[str, ...] = ARCHIVE_DEFAULT_ALLOWED_HOSTS
+    archive_max_bytes: int = ARCHIVE_MAX_BYTES
+    download_timeout_seconds: float = DOWNLOAD_TIMEOUT_SECONDS
+    poll_initial_seconds: float = POLL_INITIAL_SECONDS
+    poll_max_seconds: float = POLL_MAX_SECONDS
+    poll_timeout_seconds: float = POLL_TIMEOUT_SECONDS
+    job_retention_seconds: int = JOB_RETENTION_SECONDS
+
+    def require_akool_auth(self) -> None:
+        """Fail unless an API key or a client id + secret pair is configured."""
+        if self.akool_api_key is None and self.akool_client_secret is None:
+            raise ConfigError(
+                "AKOOL_API_KEY is not set (or set AKOOL_CLIENT_ID and AKOOL_CLIENT_SECRET)"
+            )
+
+    def require_archive(self) -> str:
+        """The archive bucket, or a ConfigError naming ARCHIVE_BUCKET."""
+        if not self.archive_bucket:
+            raise ConfigError("ARCHIVE_BUCKET is not set")
+        return self.archive_bucket
+
+    def validate_for_worker(self) -> None:
+        """Everything a worker needs to run a job end to end."""
+        self.require_akool_auth()
+        self.require_archive()
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum or value != value or value == float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str:
+    value = _text(env, name) or default
+    parts = urlsplit(value or "")
+    if parts.scheme not in schemes or not parts.netloc:
+        shown = parts._replace(netloc=parts.hostname or "").geturl() if value else ""
+        raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {shown!r}")
+    return value or ""
+
+
+def _prefix(env: Mapping[str, str]) -> str:
+    prefix = env.get("ARCHIVE_PREFIX", ARCHIVE_DEFAULT_PREFIX).strip().lstrip("/")
+    if ".." in prefix.split("/") or any(ord(c) < 32 for c in prefix):
+        raise ConfigError(f"ARCHIVE_PREFIX must be a plain key prefix, got {prefix!r}")
+    return prefix
+
+
+def _hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _text(env, "ARCHIVE_ALLOWED_HOSTS")
+    if raw is None:
+        return ARCHIVE_DEFAULT_ALLOWED_HOSTS
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    if not hosts:
+        raise ConfigError("ARCHIVE_ALLOWED_HOSTS must list at least one host")
+    return hosts
+
+
+def _auth(env: Mapping[str, str]) -> dict[str, Any]:
+    api_key = _text(env, "AKOOL_API_KEY")
+    client_id = _text(env, "AKOOL_CLIENT_ID")
+    client_secret = _text(env, "AKOOL_CLIENT_SECRET")
+    if (client_id is None) != (client_secret is None):
+        missing = "AKOOL_CLIENT_SECRET" if client_secret is None else "AKOOL_CLIENT_ID"
+        raise ConfigError(
+            f"{missing} is not set (AKOOL_CLIENT_ID and AKOOL_CLIENT_SECRET go together)"
+        )
+    return {
+        "akool_api_key": Secret(api_key) if api_key else None,
+        "akool_client_id": client_id,
+        "akool_client_secret": Secret(client_secret) if client_secret else None,
+    }
+
+
+def _poll(env: Mapping[str, str]) -> dict[str, Any]:
+    initial = _number(env, "POLL_INITIAL_SECONDS", POLL_INITIAL_SECONDS, minimum=0.05)
+    maximum = _number(env, "POLL_MAX_SECONDS", POLL_MAX_SECONDS, minimum=0.05)
+    if maximum < initial:
+        raise ConfigError(f"POLL_MAX_SECONDS ({maximum:g}) must be >= POLL_INITIAL_SECONDS")
+    # Countdown tasks wait unacknowledged in the worker; they must stay far below the
+    # broker's visibility timeout (see worker/celery_app.py) or Redis redelivers them.
+    if maximum > 900:
+        raise ConfigError(f"POLL_MAX_SECONDS must be at most 900, got {maximum:g}")
+    timeout = _number(env, "POLL_TIMEOUT_SECONDS", POLL_TIMEOUT_SECONDS, minimum=1)
+    return {
+        "poll_initial_seconds": initial,
+        "poll_max_seconds": maximum,
+        "poll_timeout_seconds": timeout,
+    }
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    retention_days = _number(env, "JOB_RETENTION_DAYS", JOB_RETENTION_SECONDS / 86400, minimum=1)
+    return Settings(
+        redis_url=_url(env, "REDIS_URL", REDIS_DEFAULT_URL, ("redis", "rediss", "unix")),
+        akool_base_url=_url(env, "AKOOL_BASE_URL", AKOOL_DEFAULT_BASE_URL, ("http", "https")),
+        akool_timeout_seconds=_number(
+            env, "AKOOL_TIMEOUT_SECONDS", AKOOL_TIMEOUT_SECONDS, minimum=0.1
+        ),
+        archive_bucket=_text(env, "ARCHIVE_BUCKET"),
+        archive_prefix=_prefix(env),
+        s3_endpoint_url=_url(env, "S3_ENDPOINT_URL", None, ("http", "https"))
+        if _text(env, "S3_ENDPOINT_URL")
+        else None,
+        archive_allowed_hosts=_hosts(env),
+        archive_max_bytes=int(_number(env, "ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, minimum=1)),
+        download_timeout_seconds=_number(
+            env, "DOWNLOAD_TIMEOUT_SECONDS", DOWNLOAD_TIMEOUT_SECONDS, minimum=0.1
+        ),
+        job_retention_seconds=int(retention_days * 86400),
+        **_auth(env),
+        **_poll(env),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once on first use."""
+    return load_settings()

@@ -1,0 +1,347 @@
+"""Tests of the Akool lip-sync API simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+
+from worker.simulator import Simulator, SimulatorConfig, generate_content, parse_scenario
+
+TIMEOUT = 10
+API_KEY = "test-key"
+CLIENT_ID = "test-client"
+CLIENT_SECRET = "test-secret"
+SMALL = 200_000
+SUBMIT = "/api/open/v3/content/video/lipsync"
+POLL = "/api/open/v3/content/video/infobymodelid"
+TOKEN = "/api/open/v3/getToken"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    config = SimulatorConfig(
+        api_key=API_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, default_size=SMALL
+    )
+    simulator = Simulator(config, host="127.0.0.1", port=0).start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        s.headers["x-api-key"] = API_KEY
+        yield s
+
+
+def submit(
+    sim: Simulator, session: requests.Session, video_url: str, **extra: Any
+) -> requests.Response:
+    body = {"video_url": video_url, "audio_url": "https://example.invalid/a.wav", **extra}
+    return session.post(sim.base_url + SUBMIT, json=body, timeout=TIMEOUT)
+
+
+def submit_ok(sim: Simulator, session: requests.Session, video_url: str) -> str:
+    answer = submit(sim, session, video_url).json()
+    assert answer["code"] == 1000, answer
+    return str(answer["data"]["_id"])
+
+
+def poll(sim: Simulator, session: requests.Session, job_id: str) -> requests.Response:
+    return session.get(sim.base_url + POLL, params={"video_model_id": job_id}, timeout=TIMEOUT)
+
+
+def stats(sim: Simulator) -> dict[str, Any]:
+    result: dict[str, Any] = requests.get(sim.base_url + "/_sim/stats", timeout=TIMEOUT).json()
+    return result
+
+
+def job_info(sim: Simulator, job_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = requests.get(
+        sim.base_url + f"/_sim/jobs/{job_id}", timeout=TIMEOUT
+    ).json()
+    return result
+
+
+def poll_until_done(sim: Simulator, session: requests.Session, job_id: str) -> list[int]:
+    statuses: list[int] = []
+    for _ in range(20):
+        data = poll(sim, session, job_id).json()["data"]
+        statuses.append(data["video_status"])
+        if data["video_status"] in (3, 4):
+            return statuses
+    raise AssertionError(f"job never finished: {statuses}")
+
+
+def download(url: str) -> bytes:
+    with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+        response.raise_for_status()
+        return b"".join(response.iter_content(64 * 1024))
+
+
+def test_generated_content_is_deterministic_and_exactly_sized() -> None:
+    first = b"".join(generate_content("abc", 100_001, chunk_size=4096))
+    second = b"".join(generate_content("abc", 100_001))
+    assert first == second
+    assert len(first) == 100_001
+    assert first != b"".join(generate_content("abd", 100_001))
+
+
+def test_scenario_is_read_from_sim_query_params_only() -> None:
+    scenario = parse_scenario("https://x.invalid/v.mp4?a=1&sim_polls=0&sim_final=4&sim_seconds=1.5")
+    assert (scenario.polls, scenario.final, scenario.seconds) == (0, 4, 1.5)
+    assert parse_scenario("https://x.invalid/v.mp4").polls == 2
+
+
+def test_get_token_with_matching_credentials_answers_token_at_top_level(sim: Simulator) -> None:
+    body = {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
+    answer = requests.post(sim.base_url + TOKEN, json=body, timeout=TIMEOUT).json()
+    assert answer["code"] == 1000
+    assert isinstance(answer["token"], str) and answer["token"]
+
+
+def test_get_token_with_wrong_secret_answers_1101(sim: Simulator) -> None:
+    body = {"clientId": CLIENT_ID, "clientSecret": "nope"}
+    response = requests.post(sim.base_url + TOKEN, json=body, timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.json()["code"] == 1101
+    assert stats(sim)["token_requests"] == 1
+
+
+def test_bearer_token_authorises_submit_and_wins_over_a_wrong_api_key(sim: Simulator) -> None:
+    body = {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
+    token = requests.post(sim.base_url + TOKEN, json=body, timeout=TIMEOUT).json()["token"]
+    with requests.Session() as s:
+        s.headers.update({"Authorization": f"Bearer {token}", "x-api-key": "wrong"})
+        assert submit(sim, s, "https://x.invalid/v.mp4").json()["code"] == 1000
+
+
+def test_unknown_bearer_token_answers_1101_even_with_a_good_api_key(sim: Simulator) -> None:
+    with requests.Session() as s:
+        s.headers.update({"Authorization": "Bearer bogus", "x-api-key": API_KEY})
+        assert submit(sim, s, "https://x.invalid/v.mp4").json()["code"] == 1101
+
+
+def test_submit_with_wrong_api_key_answers_1101_and_creates_no_job(sim: Simulator) -> None:
+    with requests.Session() as s:
+        s.headers["x-api-key"] = "wrong"
+        answer = submit(sim, s, "https://x.invalid/v.mp4").json()
+    assert answer["code"] == 1101
+    assert stats(sim)["submits"] == 0
+
+
+def test_submit_without_credentials_answers_1102(sim: Simulator) -> None:
+    answer = requests.post(sim.base_url + SUBMIT, json={}, timeout=TIMEOUT).json()
+    assert answer["code"] == 1102
+
+
+def test_submit_without_audio_url_answers_1003(sim: Simulator, session: requests.Session) -> None:
+    answer = session.post(
+        sim.base_url + SUBMIT, json={"video_url": "https://x.invalid/v.mp4"}, timeout=TIMEOUT
+    ).json()
+    assert answer["code"] == 1003
+
+
+def test_submit_with_non_json_body_answers_1003(sim: Simulator, session: requests.Session) -> None:
+    answer = session.post(sim.base_url + SUBMIT, data=b"not json", timeout=TIMEOUT).json()
+    assert answer["code"] == 1003
+
+
+def test_submit_answers_a_vendor_like_job_record(sim: Simulator, session: requests.Session) -> None:
+    data = submit(sim, session, "https://x.invalid/v.mp4", webhookUrl="https://h.invalid/cb")
+    record = data.json()["data"]
+    assert len(record["_id"]) == 24 and int(record["_id"], 16) >= 0
+    assert record["video_status"] == 1 and record["video"] == ""
+    assert record["webhookUrl"] == "https://h.invalid/cb"
+    assert record["lipsync"] is True and record["video_id"] != record["_id"]
+
+
+def test_poll_of_unknown_job_answers_1008(sim: Simulator, session: requests.Session) -> None:
+    assert poll(sim, session, "0" * 24).json()["code"] == 1008
+
+
+def test_default_job_goes_1_2_3_and_download_matches_reported_sha256(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4")
+    assert poll_until_done(sim, session, job_id) == [1, 2, 3]
+    data = poll(sim, session, job_id).json()["data"]
+    assert data["video"] == f"{sim.base_url}/files/{job_id}.mp4"
+    content = download(data["video"])
+    info = job_info(sim, job_id)
+    assert len(content) == info["size"] == SMALL
+    assert hashlib.sha256(content).hexdigest() == info["sha256"]
+    assert (info["polls"], info["downloads"], info["status"]) == (4, 1, 3)
+
+
+def test_download_sends_video_content_type_and_length(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_polls=0&sim_size=70000")
+    url = poll(sim, session, job_id).json()["data"]["video"]
+    with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+        assert response.headers["Content-Type"] == "video/mp4"
+        assert response.headers["Content-Length"] == "70000"
+        assert len(response.content) == 70000
+
+
+def test_sim_final_4_ends_failed_without_video(sim: Simulator, session: requests.Session) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_final=4")
+    assert poll_until_done(sim, session, job_id) == [1, 2, 4]
+    assert poll(sim, session, job_id).json()["data"]["video"] == ""
+
+
+def test_sim_seconds_keeps_job_processing_until_time_passes(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_polls=0&sim_seconds=30")
+    assert poll(sim, session, job_id).json()["data"]["video_status"] == 2
+
+
+def test_sim_submit_code_answers_that_code_the_first_k_times(
+    sim: Simulator, session: requests.Session
+) -> None:
+    url = "https://x.invalid/v.mp4?sim_submit_code=1005&sim_submit_code_times=2"
+    answers = [submit(sim, session, url).json() for _ in range(3)]
+    assert [a["code"] for a in answers] == [1005, 1005, 1000]
+    assert answers[0]["data"] is None
+    assert stats(sim)["submits_by_video_url"] == {url: 3}
+
+
+def test_sim_submit_http_answers_html_and_creates_no_job(
+    sim: Simulator, session: requests.Session
+) -> None:
+    url = "https://x.invalid/v.mp4?sim_submit_http=502"
+    first = submit(sim, session, url)
+    assert first.status_code == 502
+    assert first.text.startswith("<html>")
+    assert submit(sim, session, url).json()["code"] == 1000
+    assert stats(sim)["submits"] == 2
+    assert len(sim.state.jobs) == 1
+
+
+def test_sim_submit_http_after_create_creates_a_job_before_failing(
+    sim: Simulator, session: requests.Session
+) -> None:
+    url = "https://x.invalid/v.mp4?sim_submit_http=504&sim_submit_http_after_create=1"
+    assert submit(sim, session, url).status_code == 504
+    assert len(sim.state.jobs) == 1
+    assert submit(sim, session, url).json()["code"] == 1000
+    assert stats(sim)["submits_by_video_url"] == {url: 2}
+    assert len(sim.state.jobs) == 2
+
+
+def test_sim_poll_http_answers_html_on_the_first_poll_then_proceeds(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_poll_http=503")
+    first = poll(sim, session, job_id)
+    assert first.status_code == 503 and "Bad gateway" in first.text
+    assert poll_until_done(sim, session, job_id) == [1, 2, 3]
+    assert job_info(sim, job_id)["polls"] == 4
+
+
+def test_sim_poll_code_answers_that_code_the_first_k_polls(
+    sim: Simulator, session: requests.Session
+) -> None:
+    url = "https://x.invalid/v.mp4?sim_poll_code=1005&sim_poll_code_times=1"
+    job_id = submit_ok(sim, session, url)
+    assert poll(sim, session, job_id).json()["code"] == 1005
+    assert poll(sim, session, job_id).json()["data"]["video_status"] == 1
+
+
+def test_sim_truncate_times_1_cuts_the_first_download_short_then_serves_it_whole(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_polls=0&sim_truncate_times=1")
+    url = poll(sim, session, job_id).json()["data"]["video"]
+    errors = (
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ConnectionError,
+        urllib3.exceptions.ProtocolError,
+    )
+    with pytest.raises(errors):
+        download(url)
+    content = download(url)
+    assert hashlib.sha256(content).hexdigest() == job_info(sim, job_id)["sha256"]
+    assert job_info(sim, job_id)["downloads"] == 2
+
+
+@pytest.mark.parametrize(("mode", "status"), [("expired", 410), ("gone", 404), ("forbidden", 403)])
+def test_sim_file_error_modes_answer_their_http_status(
+    sim: Simulator, session: requests.Session, mode: str, status: int
+) -> None:
+    job_id = submit_ok(sim, session, f"https://x.invalid/v.mp4?sim_polls=0&sim_file={mode}")
+    url = poll(sim, session, job_id).json()["data"]["video"]
+    assert requests.get(url, timeout=TIMEOUT).status_code == status
+
+
+def test_download_of_unknown_job_answers_404(sim: Simulator) -> None:
+    response = requests.get(sim.base_url + "/files/" + "f" * 24 + ".mp4", timeout=TIMEOUT)
+    assert response.status_code == 404
+
+
+def test_revoke_tokens_makes_the_next_bearer_call_answer_1101(sim: Simulator) -> None:
+    body = {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
+    token = requests.post(sim.base_url + TOKEN, json=body, timeout=TIMEOUT).json()["token"]
+    with requests.Session() as s:
+        s.headers["Authorization"] = f"Bearer {token}"
+        assert submit(sim, s, "https://x.invalid/v.mp4").json()["code"] == 1000
+        revoked = requests.post(sim.base_url + "/_sim/revoke-tokens", timeout=TIMEOUT).json()
+        assert revoked == {"revoked": 1}
+        assert submit(sim, s, "https://x.invalid/v.mp4").json()["code"] == 1101
+
+
+def test_reset_forgets_jobs_and_counters(sim: Simulator, session: requests.Session) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4")
+    requests.post(sim.base_url + "/_sim/reset", timeout=TIMEOUT)
+    assert stats(sim)["submits"] == 0
+    assert poll(sim, session, job_id).json()["code"] == 1008
+
+
+def test_concurrent_submits_are_all_counted(sim: Simulator) -> None:
+    def worker() -> None:
+        with requests.Session() as s:
+            s.headers["x-api-key"] = API_KEY
+            for _ in range(5):
+                submit(sim, s, "https://x.invalid/v.mp4")
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert stats(sim)["submits"] == 40
+    assert len(sim.state.jobs) == 40
+
+
+def test_main_prints_ready_line_and_serves_until_terminated() -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "worker.simulator", "--host", "127.0.0.1", "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT)
+    try:
+        assert proc.stdout is not None
+        timer = threading.Timer(15, proc.kill)
+        timer.start()
+        line = proc.stdout.readline()
+        timer.cancel()
+        assert line.startswith("SIMULATOR READY http://127.0.0.1:"), line
+        base_url = line.split()[-1]
+        assert requests.get(base_url + "/_sim/stats", timeout=TIMEOUT).json()["submits"] == 0
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=15)

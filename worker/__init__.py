@@ -1,0 +1,11 @@
+"""lipsync-worker: Akool lip-sync jobs on Celery + Redis, archived to S3.
+
+from worker import submit_lipsync, get_job
+job_id = submit_lipsync(video_url, audio_url)
+job = get_job(job_id)   # .status .akool_id .archive_uri .error .created_at .expires_at
+"""
+
+from worker.api import get_job, submit_lipsync
+from worker.jobs import Job
+
+__all__ = ["Job", "get_job", "submit_lipsync"]

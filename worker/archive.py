@@ -1,0 +1,255 @@
+"""Copy a finished video from its URL into S3, streaming, never holding the whole file.
+
+The download is a `requests` stream read by boto3's managed (multipart) upload in chunks.
+A download that ends short, breaks off or grows past the size limit raises inside the upload,
+which makes s3transfer abort the multipart upload: a broken copy never becomes the object.
+All `requests` and `botocore` errors are translated here into `worker.errors`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from config.settings import ARCHIVE_MAX_BYTES, DOWNLOAD_TIMEOUT_SECONDS
+from worker.errors import (
+    DownloadError,
+    SourceGoneError,
+    SourceRefusedError,
+    StorageError,
+    StoragePermanentError,
+)
+from worker.jobs import is_job_id
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# Parts of 8 MiB, at most 4 in flight and 4 buffered: about 64 MiB of buffers at worst,
+# whatever the size of the video (boto3's defaults buffer 10 chunks for a stream).
+PART_SIZE_BYTES = 8 * MiB
+UPLOAD_CONCURRENCY = 4
+BUFFERED_PARTS = 4
+MAX_REDIRECTS = 5
+CONTENT_TYPE = "video/mp4"
+GONE_STATUSES = (403, 404, 410)
+# S3 error codes that retrying cannot fix.
+PERMANENT_S3_CODES = {
+    "AccessDenied",
+    "NoSuchBucket",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidBucketName",
+    "AllAccessDisabled",
+    "InvalidArgument",
+    "InvalidStorageClass",
+    "KMS.NotFoundException",
+    "AuthorizationHeaderMalformed",
+}
+
+
+def default_transfer_config() -> TransferConfig:
+    """Transfer settings that keep an upload's memory bounded and independent of size."""
+    config = TransferConfig(
+        multipart_threshold=PART_SIZE_BYTES,
+        multipart_chunksize=PART_SIZE_BYTES,
+        max_concurrency=UPLOAD_CONCURRENCY,
+    )
+    # Not a constructor argument of boto3's TransferConfig; s3transfer reads the attribute.
+    config.max_in_memory_upload_chunks = BUFFERED_PARTS
+    return config
+
+
+def archive_key(prefix: str, job_id: str) -> str:
+    """The object key for a job: deterministic, and always inside `prefix`."""
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r:.80}")
+    return f"{prefix}{job_id}.mp4"
+
+
+def host_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """True when `host` matches one pattern (`*.example.com` matches any subdomain)."""
+    host = host.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(host, p.lower()) for p in patterns)
+
+
+def check_source(url: str, patterns: Iterable[str]) -> None:
+    """Refuse a URL that is not http(s) or whose host is not in ARCHIVE_ALLOWED_HOSTS."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise SourceRefusedError("the result URL is not an http(s) URL with a host", url=url)
+    if not host_allowed(host, patterns):
+        raise SourceRefusedError(
+            f"the result is on host {host!r}, which is not in ARCHIVE_ALLOWED_HOSTS", url=url
+        )
+
+
+def _safe_meta(value: str) -> str:
+    """S3 metadata must be ASCII; keep ids readable and short."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", value)[:128]
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    """Where a video was stored, how big it is and its sha256."""
+
+    uri: str
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+
+
+class _StreamReader:
+    """A file-like view of a download for boto3: counts, hashes and checks the length."""
+
+    def __init__(self, response: requests.Response, url: str, max_bytes: int) -> None:
+        self._raw = response.raw
+        self._url = url
+        self._max = max_bytes
+        length = response.headers.get("Content-Length", "")
+        self._expected = int(length) if length.isdigit() else None
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def read(self, amount: int = -1) -> bytes:
+        try:
+            chunk = self._raw.read(
+                amount if amount and amount > 0 else PART_SIZE_BYTES, decode_content=True
+            )
+        except (Urllib3Error, OSError) as e:
+            raise DownloadError(
+                f"the download broke off after {self.size} bytes", url=self._url
+            ) from e
+        self._account(chunk)
+        return chunk
+
+    def _account(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self._max:
+            raise SourceRefusedError(
+                f"the video is larger than ARCHIVE_MAX_BYTES ({self._max} bytes)", url=self._url
+            )
+        self.digest.update(chunk)
+        if not chunk and self._expected is not None and self.size != self._expected:
+            raise DownloadError(
+                f"the download ended after {self.size} of {self._expected} bytes",
+                url=self._url,
+            )
+
+
+class Archiver:
+    """Streams result videos into one S3 bucket under a key prefix."""
+
+    def __init__(
+        self,
+        s3_client: Any,
+        bucket: str,
+        *,
+        prefix: str = "",
+        allowed_hosts: Iterable[str] = (),
+        max_bytes: int = ARCHIVE_MAX_BYTES,
+        session: requests.Session | None = None,
+        transfer_config: TransferConfig | None = None,
+        timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
+    ) -> None:
+        self._s3 = s3_client
+        self.bucket = bucket
+        self.prefix = prefix
+        self._allowed = tuple(allowed_hosts)
+        self._max = max_bytes
+        self._session = session or requests.Session()
+        self._config = transfer_config or default_transfer_config()
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"Archiver(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    def archive(self, job_id: str, akool_id: str, url: str) -> ArchiveResult:
+        """Stream `url` into s3://bucket/prefix<job_id>.mp4 and return where it went."""
+        key = archive_key(self.prefix, job_id)
+        response = self._open(url)
+        with response:
+            reader = _StreamReader(response, response.url or url, self._max)
+            self._upload(reader, key, {"job-id": job_id, "akool-id": _safe_meta(akool_id)})
+        uri = f"s3://{self.bucket}/{key}"
+        logger.info("Archived %s (%d bytes) to %s", job_id, reader.size, uri)
+        return ArchiveResult(uri, self.bucket, key, reader.size, reader.digest.hexdigest())
+
+    def _open(self, url: str) -> requests.Response:
+        """GET the video, following redirects only to allowed hosts."""
+        for _ in range(MAX_REDIRECTS + 1):
+            check_source(url, self._allowed)
+            response = self._get(url)
+            if response.is_redirect and "Location" in response.headers:
+                url = urljoin(url, response.headers["Location"])
+                response.close()
+                continue
+            self._check_response(response, url)
+            return response
+        raise SourceRefusedError(
+            f"the result URL redirected more than {MAX_REDIRECTS} times", url=url
+        )
+
+    def _get(self, url: str) -> requests.Response:
+        try:
+            return self._session.get(url, stream=True, timeout=self._timeout, allow_redirects=False)
+        except requests.RequestException as e:
+            raise DownloadError("could not download the result video", url=url) from e
+
+    def _check_response(self, response: requests.Response, url: str) -> None:
+        status = response.status_code
+        if status == 200:
+            self._check_length(response, url)
+            return
+        response.close()
+        if status in GONE_STATUSES:
+            raise SourceGoneError(
+                f"the result video has expired or is gone (HTTP {status} from its host)",
+                url=url,
+                status=status,
+            )
+        if status == 429 or status >= 500:
+            raise DownloadError(f"the file host answered HTTP {status}", url=url, status=status)
+        raise SourceRefusedError(f"the file host answered HTTP {status}", url=url, status=status)
+
+    def _check_length(self, response: requests.Response, url: str) -> None:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self._max:
+            response.close()
+            raise SourceRefusedError(
+                f"the video is {length} bytes, over ARCHIVE_MAX_BYTES ({self._max})", url=url
+            )
+
+    def _upload(self, reader: _StreamReader, key: str, metadata: dict[str, str]) -> None:
+        extra = {"ContentType": CONTENT_TYPE, "Metadata": metadata}
+        try:
+            self._s3.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra, Config=self._config)
+        except ClientError as e:
+            raise _storage_error(e, self.bucket, key) from e
+        except BotoCoreError as e:
+            raise StorageError(
+                f"could not reach S3 to store s3://{self.bucket}/{key}", bucket=self.bucket, key=key
+            ) from e
+
+
+def _storage_error(
+    error: ClientError, bucket: str, key: str
+) -> StorageError | StoragePermanentError:
+    code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    text = f"S3 refused to store s3://{bucket}/{key} ({code})"
+    if code in PERMANENT_S3_CODES:
+        return StoragePermanentError(text, bucket=bucket, key=key, status=status)
+    return StorageError(text, bucket=bucket, key=key, status=status)

@@ -1,0 +1,111 @@
+"""The Celery application: Redis as broker and result backend, every setting on purpose.
+
+Start a worker with the Procfile's `worker:` line:
+    celery -A worker.celery_app worker -Q lipsync.akool,lipsync.archive
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init
+
+from config.settings import Settings, get_settings
+
+AKOOL_QUEUE = "lipsync.akool"
+ARCHIVE_QUEUE = "lipsync.archive"
+QUEUES = (AKOOL_QUEUE, ARCHIVE_QUEUE)
+
+# Redis redelivers a message that stays unacknowledged longer than this. Countdown tasks
+# wait unacknowledged in the worker (POLL_MAX_SECONDS is capped at 900 s) and acks_late
+# tasks are unacknowledged while they run (archive is capped at ARCHIVE_TIME_LIMIT_SECONDS),
+# so both stay far below it and nothing runs twice by accident.
+VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
+AKOOL_TASK_TIME_LIMIT_SECONDS = 300
+ARCHIVE_TIME_LIMIT_SECONDS = 3600
+# Keep publishing through a Redis outage of about two minutes (the default gives up after
+# about 0.4 s, which would drop the rest of a chain during self.retry).
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 40,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 3.0,
+}
+RESULT_EXPIRES_SECONDS = 24 * 3600
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Every Celery setting the project relies on, each with its reason."""
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,  # see above
+        "socket_keepalive": True,  # notice dead connections to Redis
+        "health_check_interval": 15,  # ping idle connections so a restart is seen at once
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {**transport, "retry_policy": PUBLISH_RETRY_POLICY},
+        # JSON only: no pickle from the network, and arguments stay readable.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Acknowledge after the task ran, and put it back if the worker process dies, so a
+        # crash in the middle of a step is redelivered rather than lost. Steps are idempotent.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Our tasks record failures on the job themselves; ack failed tasks (no poison loop).
+        "task_acks_on_failure_or_timeout": True,
+        # One message at a time per process: archives are long, and a busy worker must not
+        # hoard them while another sits idle.
+        "worker_prefetch_multiplier": 1,
+        # Publishing (including self.retry) survives short Redis outages.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
+        # Reconnect forever, also at start: workers come back by themselves after an outage.
+        "broker_connection_retry": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        # On a lost broker connection let running tasks finish; their messages are restored
+        # and the repeat finds the job advanced (idempotent steps).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Results are small (a job id or URI) and the job record is the source of truth.
+        "result_expires": RESULT_EXPIRES_SECONDS,
+        "result_extended": False,
+        "task_track_started": False,
+        # Akool-facing tasks and the archive scale apart on their own queues.
+        "task_default_queue": AKOOL_QUEUE,
+        "task_routes": {
+            "lipsync.submit": {"queue": AKOOL_QUEUE},
+            "lipsync.poll": {"queue": AKOOL_QUEUE},
+            "lipsync.archive": {"queue": ARCHIVE_QUEUE},
+        },
+        "task_create_missing_queues": True,
+        # No event stream unless an operator turns it on (Flower: celery -A ... events).
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+        # Keep our log format; Celery would otherwise replace the root logger's handlers.
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": False,
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A configured Celery app (it opens no connection until used)."""
+    app = Celery("lipsync")
+    app.conf.update(celery_config(settings or get_settings()))
+    app.conf.include = ["worker.tasks"]
+    return app
+
+
+app = create_app()
+
+
+@worker_init.connect
+def _check_settings(**_: Any) -> None:
+    """Fail at start, naming the variable, when the worker lacks a setting it needs."""
+    get_settings().validate_for_worker()

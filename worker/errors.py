@@ -1,0 +1,125 @@
+"""The one exception tree of lipsync-worker.
+
+Every failure the pipeline can meet is a `LipsyncError`. Whether retrying can help is part of
+the type: `TransientError` may succeed later, `PermanentError` never will. Errors from
+`requests` and `botocore` are translated into these at the client and archiver boundaries,
+so tasks import neither library. Messages are sentences a person understands; none carries
+a secret.
+"""
+
+from __future__ import annotations
+
+
+class LipsyncError(Exception):
+    """Root of every error raised by lipsync-worker."""
+
+
+class TransientError(LipsyncError):
+    """Retrying later may succeed (outages, rate limits, 5xx, timeouts)."""
+
+
+class PermanentError(LipsyncError):
+    """Retrying cannot help; the job fails with this message."""
+
+
+# --- Akool ---------------------------------------------------------------------------------
+
+
+class AkoolError(LipsyncError):
+    """Akool answered with an error or could not be reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: int | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.url = url
+
+
+class AkoolTransientError(AkoolError, TransientError):
+    """Akool is busy, rate limiting, down or unreachable; the request may be repeated."""
+
+
+class AkoolRequestNotSent(AkoolTransientError):
+    """The request never reached Akool (connection refused, connect timeout): always safe
+    to repeat, even a submit."""
+
+
+class AkoolPermanentError(AkoolError, PermanentError):
+    """Akool refused the request for a reason that repeating it cannot change."""
+
+
+class AkoolAuthError(AkoolPermanentError):
+    """The API key, client credentials or token were refused."""
+
+
+class AkoolSubmitUnknown(AkoolPermanentError):
+    """A submit may or may not have created a job at Akool; it is not sent again, so that
+    one lip-sync is never paid for twice."""
+
+
+class AkoolJobFailed(AkoolPermanentError):
+    """Akool reports the lip-sync job itself as failed (video_status 4)."""
+
+
+class PollTimeout(PermanentError):
+    """Akool did not finish the job within POLL_TIMEOUT_SECONDS."""
+
+
+# --- Archive -------------------------------------------------------------------------------
+
+
+class ArchiveError(LipsyncError):
+    """Copying the result into S3 failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.bucket = bucket
+        self.key = key
+        self.status = status
+
+
+class DownloadError(ArchiveError, TransientError):
+    """The download from the file host broke off, was short, or the host failed."""
+
+
+class SourceGoneError(ArchiveError, PermanentError):
+    """The file host answered 403/404/410: the video has expired or was deleted."""
+
+
+class SourceRefusedError(ArchiveError, PermanentError):
+    """The result URL points at a host or scheme we do not fetch from, or is too large."""
+
+
+class StorageError(ArchiveError, TransientError):
+    """S3 could not be reached or failed on its side."""
+
+
+class StoragePermanentError(ArchiveError, PermanentError):
+    """S3 refused the upload (no such bucket, access denied, bad configuration)."""
+
+
+# --- Jobs ----------------------------------------------------------------------------------
+
+
+class JobStateError(PermanentError):
+    """The job record is missing or not in a state this step can act on."""
+
+
+class StoreUnavailable(TransientError):
+    """Redis, which holds the job records, could not be reached."""

@@ -1,0 +1,234 @@
+"""Job records in Redis: the source of truth about each lip-sync job.
+
+One hash per job (`lipsync:job:<id>`), refreshed to expire after the retention period, plus a
+sorted set of job ids by creation time for listing. A job in a final state (`archived`,
+`failed`) is never changed by a late or duplicated task: updates are checked atomically in a
+Lua script.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+
+from worker.errors import StoreUnavailable
+
+QUEUED, SUBMITTED, PROCESSING, ARCHIVING, ARCHIVED, FAILED = (
+    "queued",
+    "submitted",
+    "processing",
+    "archiving",
+    "archived",
+    "failed",
+)
+STATUSES = (QUEUED, SUBMITTED, PROCESSING, ARCHIVING, ARCHIVED, FAILED)
+FINAL_STATUSES = (ARCHIVED, FAILED)
+
+KEY_PREFIX = "lipsync:job:"
+INDEX_KEY = "lipsync:jobs"
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# Sets fields unless the job is in a final state. KEYS[1] job hash; ARGV[1] ttl seconds,
+# then field/value pairs. Returns 1 when written, 0 when the job is final, -1 when missing.
+_UPDATE_UNLESS_FINAL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'archived' or status == 'failed' then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+
+def new_job_id() -> str:
+    """An unguessable job id: 128 random bits as 32 lowercase hex digits."""
+    return secrets.token_hex(16)
+
+
+def is_job_id(value: str) -> bool:
+    """True for a string shaped like our job ids (and so safe inside keys)."""
+    return bool(_JOB_ID.match(value))
+
+
+def _when(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job's record."""
+
+    id: str
+    status: str
+    video_url: str
+    audio_url: str
+    webhook_url: str | None = None
+    akool_id: str | None = None
+    result_url: str | None = None
+    archive_uri: str | None = None
+    error: str | None = None
+    created_ts: float = 0.0
+    updated_ts: float = 0.0
+    submitted_ts: float | None = None
+    completed_ts: float | None = None
+    archived_ts: float | None = None
+    expires_ts: float | None = None
+    poll_deadline_ts: float | None = None
+    submit_claimed_ts: float | None = None
+    polls: int = 0
+    archive_bytes: int | None = None
+
+    @property
+    def created_at(self) -> datetime:
+        """When the job was accepted (UTC)."""
+        return datetime.fromtimestamp(self.created_ts, tz=UTC)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When Akool deletes the result (UTC); counted from submission, so never late."""
+        return _when(self.expires_ts)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, with ISO timestamps."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["created_at"] = self.created_at.isoformat()
+        out["expires_at"] = self.expires_at.isoformat() if self.expires_at else None
+        return out
+
+
+_FLOAT_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_ts")}
+_INT_FIELDS = {"polls", "archive_bytes"}
+
+
+def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        name, text = k.decode(), v.decode()
+        if name not in Job.__dataclass_fields__ or text == "":
+            continue
+        if name in _FLOAT_FIELDS:
+            out[name] = float(text)
+        elif name in _INT_FIELDS:
+            out[name] = int(text)
+        else:
+            out[name] = text
+    return out
+
+
+def _encode(values: dict[str, Any]) -> dict[str | bytes, str]:
+    for name in values:
+        if name not in Job.__dataclass_fields__:
+            raise ValueError(f"unknown job field {name!r}")
+    return {name: "" if value is None else str(value) for name, value in values.items()}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn redis-py's connection failures into StoreUnavailable (a TransientError)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise StoreUnavailable("the job store (Redis) could not be reached") from e
+
+    return wrapper
+
+
+class JobStore:
+    """Reads and writes job records in Redis."""
+
+    def __init__(self, client: redis.Redis, *, retention_seconds: int) -> None:
+        self._redis = client
+        self._retention = int(retention_seconds)
+        self._update = client.register_script(_UPDATE_UNLESS_FINAL)
+
+    @_translated
+    def create(
+        self, job_id: str, video_url: str, audio_url: str, webhook_url: str | None = None
+    ) -> Job:
+        """Store a new job in state `queued`."""
+        now = time.time()
+        job = Job(
+            id=job_id,
+            status=QUEUED,
+            video_url=video_url,
+            audio_url=audio_url,
+            webhook_url=webhook_url,
+            created_ts=now,
+            updated_ts=now,
+        )
+        values = {
+            f.name: getattr(job, f.name) for f in fields(job) if getattr(job, f.name) is not None
+        }
+        pipe = self._redis.pipeline()
+        pipe.hset(self._key(job_id), mapping=_encode(values))
+        pipe.expire(self._key(job_id), self._retention)
+        pipe.zadd(INDEX_KEY, {job_id: now})
+        # The index forgets ids whose records have expired, so it cannot grow forever.
+        pipe.zremrangebyscore(INDEX_KEY, 0, now - self._retention)
+        pipe.execute()
+        return job
+
+    @_translated
+    def get(self, job_id: str) -> Job:
+        """The job's record; KeyError when there is none (unknown or expired)."""
+        raw = self._redis.hgetall(self._key(job_id)) if is_job_id(job_id) else {}
+        if not raw:
+            raise KeyError(job_id)
+        return Job(**_decode(raw))
+
+    @_translated
+    def update(self, job_id: str, **values: Any) -> bool:
+        """Set fields (and refresh `updated_ts`) unless the job is final; False if it is."""
+        values.setdefault("updated_ts", time.time())
+        flat = [item for pair in _encode(values).items() for item in pair]
+        result = self._update(keys=[self._key(job_id)], args=[self._retention, *flat])
+        if result == -1:
+            raise KeyError(job_id)
+        return result == 1
+
+    def fail(self, job_id: str, error: str) -> bool:
+        """Mark the job failed with a sentence saying why (unless it is already final)."""
+        return self.update(job_id, status=FAILED, error=error)
+
+    @_translated
+    def claim_submit(self, job_id: str) -> bool:
+        """Take the one right to send this job's submit to Akool; False if already taken."""
+        return bool(self._redis.hsetnx(self._key(job_id), "submit_claimed_ts", time.time()))
+
+    @_translated
+    def release_submit(self, job_id: str) -> None:
+        """Give the right back after a submit that certainly did not reach Akool."""
+        self._redis.hdel(self._key(job_id), "submit_claimed_ts")
+
+    @_translated
+    def count_poll(self, job_id: str) -> int:
+        """Count one more poll of Akool for this job."""
+        return int(self._redis.hincrby(self._key(job_id), "polls", 1))
+
+    @_translated
+    def recent_ids(self, limit: int = 100) -> list[str]:
+        """The newest job ids, newest first, dropping ids whose records have expired."""
+        ids = [i.decode() for i in self._redis.zrevrange(INDEX_KEY, 0, limit - 1)]
+        return [i for i in ids if self._redis.exists(self._key(i))]
+
+    @staticmethod
+    def _key(job_id: str) -> str:
+        return KEY_PREFIX + job_id

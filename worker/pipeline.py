@@ -1,0 +1,169 @@
+"""The three steps of a job, as plain functions: submit, poll, archive.
+
+Celery tasks (worker/tasks.py) call these with their dependencies; everything that decides
+what happens to a job lives here and is tested without Celery. Each step is idempotent: a
+redelivered or duplicated task finds the record already advanced and does no work twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from config.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
+from worker.akool import AkoolClient, AkoolStatus
+from worker.archive import Archiver
+from worker.backoff import backoff_seconds, clip_to_deadline
+from worker.errors import (
+    AkoolError,
+    AkoolJobFailed,
+    AkoolRequestNotSent,
+    AkoolSubmitUnknown,
+    AkoolTransientError,
+    JobStateError,
+    PollTimeout,
+)
+from worker.jobs import ARCHIVED, ARCHIVING, FAILED, PROCESSING, SUBMITTED, Job, JobStore
+
+logger = logging.getLogger(__name__)
+
+
+def _proves_not_created(error: AkoolError) -> bool:
+    """True when a failed submit certainly created no Akool job.
+
+    A business code means Akool processed and refused the request; 429 is its rate limiter
+    refusing before any work; a refused connection never carried the request. A 5xx, a
+    timeout or a garbled answer may come after Akool created the job.
+    """
+    return isinstance(error, AkoolRequestNotSent) or error.code is not None or error.status == 429
+
+
+def submit_step(
+    store: JobStore,
+    client: AkoolClient,
+    job_id: str,
+    settings: Settings,
+    *,
+    now: float | None = None,
+) -> str | None:
+    """Send the job to Akool once; return Akool's id, or None when the job is final."""
+    job = store.get(job_id)
+    if job.is_final or job.akool_id:
+        return job.akool_id if not job.is_final else None
+    if not store.claim_submit(job_id):
+        raise AkoolSubmitUnknown(
+            "a submit for this job was already sent to Akool and its outcome is unknown; "
+            "it was not sent again so the lip-sync is not paid for twice"
+        )
+    akool_id = _send_submit(store, client, job)
+    now = time.time() if now is None else now
+    store.update(
+        job_id,
+        status=SUBMITTED,
+        akool_id=akool_id,
+        submitted_ts=now,
+        expires_ts=now + AKOOL_FILE_LIFETIME_SECONDS,
+        poll_deadline_ts=now + settings.poll_timeout_seconds,
+    )
+    logger.info("Submitted %s to Akool as %s", job_id, akool_id)
+    return akool_id
+
+
+def _send_submit(store: JobStore, client: AkoolClient, job: Job) -> str:
+    try:
+        return client.submit(job.video_url, job.audio_url, job.webhook_url)
+    except AkoolError as e:
+        if _proves_not_created(e):
+            store.release_submit(job.id)
+            raise
+        if isinstance(e, AkoolTransientError):
+            raise AkoolSubmitUnknown(
+                f"the submit to Akool failed ({e}); Akool may have created the job anyway, "
+                "so it was not sent again to avoid paying twice",
+                code=e.code,
+                status=e.status,
+                url=e.url,
+            ) from e
+        raise
+
+
+def next_poll_delay(job: Job, settings: Settings, *, now: float | None = None) -> float:
+    """Seconds until the next poll: exponential backoff with jitter, never past the deadline."""
+    now = time.time() if now is None else now
+    delay = backoff_seconds(
+        max(job.polls - 1, 0), settings.poll_initial_seconds, settings.poll_max_seconds
+    )
+    deadline = job.poll_deadline_ts if job.poll_deadline_ts is not None else now + delay
+    return clip_to_deadline(delay, now, deadline)
+
+
+def poll_step(
+    store: JobStore, client: AkoolClient, job_id: str, *, now: float | None = None
+) -> AkoolStatus | None:
+    """Ask Akool once; return its status, or None when the job is final.
+
+    Raises AkoolJobFailed on status 4 and PollTimeout once the deadline has passed; Akool
+    is always asked once more before a timeout is declared.
+    """
+    job = store.get(job_id)
+    if job.is_final or job.result_url:
+        return None if job.is_final else AkoolStatus(job.akool_id or "", 3, job.result_url)
+    if not job.akool_id:
+        raise JobStateError(f"job {job_id} has no Akool id to poll")
+    store.count_poll(job_id)
+    try:
+        status = client.status(job.akool_id)
+    except AkoolTransientError as e:
+        _check_deadline(job, now, f"the last poll failed: {e}")
+        raise
+    return _record_status(store, job, status, now)
+
+
+def _record_status(
+    store: JobStore, job: Job, status: AkoolStatus, now: float | None
+) -> AkoolStatus:
+    if status.failed:
+        raise AkoolJobFailed(
+            "Akool reported that the lip-sync failed (video_status 4); it gives no reason"
+        )
+    stamp = time.time() if now is None else now
+    if status.done:
+        store.update(job.id, status=ARCHIVING, result_url=status.video_url, completed_ts=stamp)
+        logger.info("Akool finished %s (%s)", job.id, job.akool_id)
+        return status
+    if job.status != PROCESSING:
+        store.update(job.id, status=PROCESSING)
+    _check_deadline(job, now, f"Akool's last video_status was {status.status}")
+    return status
+
+
+def _check_deadline(job: Job, now: float | None, detail: str) -> None:
+    now = time.time() if now is None else now
+    if job.poll_deadline_ts is not None and now >= job.poll_deadline_ts:
+        waited = now - (job.submitted_ts or job.created_ts)
+        raise PollTimeout(
+            f"Akool had not finished the job after {waited:.0f} s (POLL_TIMEOUT_SECONDS); {detail}"
+        )
+
+
+def archive_step(
+    store: JobStore, archiver: Archiver, job_id: str, *, now: float | None = None
+) -> str | None:
+    """Copy the result into S3 once; return its s3:// URI (None when the job failed)."""
+    job = store.get(job_id)
+    if job.status == FAILED:
+        return None
+    if job.status == ARCHIVED and job.archive_uri:
+        return job.archive_uri
+    if not job.result_url:
+        raise JobStateError(f"job {job_id} has no result URL to archive")
+    result = archiver.archive(job.id, job.akool_id or "", job.result_url)
+    stamp = time.time() if now is None else now
+    store.update(
+        job_id,
+        status=ARCHIVED,
+        archive_uri=result.uri,
+        archived_ts=stamp,
+        archive_bytes=result.size,
+    )
+    return result.uri
