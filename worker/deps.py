@@ -90,3 +90,17 @@ def archiver() -> Archiver:
         max_bytes=s.archive_max_bytes,
         timeout=s.download_timeout_seconds,
     )
+
+
+def reload_settings() -> None:
+    """Forget cached settings and clients, and point the Celery app at the new settings.
+
+    For the demo and the tests, which change the environment after import.
+    """
+    import sys
+
+    for cached in (get_settings, redis_client, job_store, akool_client, archiver):
+        cached.cache_clear()
+    module = sys.modules.get("worker.celery_app")
+    if module is not None:
+        module.app.conf.update(module.celery_config(get_settings()))

@@ -1,0 +1,9 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+COPY config ./config
+COPY Procfile ./
+RUN pip install --no-cache-dir . && useradd --create-home lipsync
+USER lipsync
+CMD ["celery", "-A", "worker.celery_app", "worker", "-Q", "lipsync.akool,lipsync.archive", "--loglevel", "INFO"]

@@ -1,0 +1,119 @@
+"""The `lipsync` command: submit a job, show its status, or run the local demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from config.settings import ConfigError
+from worker.jobs import Job
+
+WAIT_INTERVAL_SECONDS = 0.5
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lipsync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    submit = sub.add_parser("submit", help="enqueue a lip-sync job and print its id")
+    submit.add_argument("video_url")
+    submit.add_argument("audio_url")
+    submit.add_argument("--webhook-url", default=None, help="passed to Akool as webhookUrl")
+    submit.add_argument("--wait", action="store_true", help="show progress until it ends")
+    submit.add_argument("--timeout", type=float, default=None, help="give up waiting after S s")
+    status = sub.add_parser("status", help="show a job's record")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="print the record as JSON")
+    demo = sub.add_parser("demo", help="run one job through a private local stack")
+    demo.add_argument("--size", type=int, default=None, help="bytes of the simulated video")
+    return parser
+
+
+def describe(job: Job) -> str:
+    """One line saying where the job is."""
+    if job.status == "archived":
+        return f"{job.id}: archived to {job.archive_uri}"
+    if job.status == "failed":
+        return f"{job.id}: failed: {job.error}"
+    akool = f" (Akool {job.akool_id}, {job.polls} polls)" if job.akool_id else ""
+    return f"{job.id}: {job.status}{akool}"
+
+
+def wait_for(job_id: str, *, timeout: float | None = None, live: bool = True) -> Job:
+    """Follow the job until it is archived or failed, printing a status line."""
+    from worker import get_job
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = ""
+    while True:
+        job = get_job(job_id)
+        line = describe(job)
+        if line != last:
+            _show(line, live=live, final=job.is_final)
+            last = line
+        if job.is_final or (deadline is not None and time.monotonic() > deadline):
+            return job
+        time.sleep(WAIT_INTERVAL_SECONDS)
+
+
+def _show(line: str, *, live: bool, final: bool) -> None:
+    if live and sys.stdout.isatty():
+        sys.stdout.write("\r\033[K" + line + ("\n" if final else ""))
+    else:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from worker import submit_lipsync
+
+    job_id = submit_lipsync(args.video_url, args.audio_url, webhook_url=args.webhook_url)
+    print(job_id, flush=True)
+    if not args.wait:
+        return EXIT_OK
+    job = wait_for(job_id, timeout=args.timeout)
+    return EXIT_OK if job.status == "archived" else EXIT_FAILED
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from worker import get_job
+
+    try:
+        job = get_job(args.job_id)
+    except KeyError:
+        print(f"lipsync: no job {args.job_id!r} (unknown or expired)", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(job.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(describe(job))
+        print(f"  created {job.created_at.isoformat()}", end="")
+        print(f", Akool deletes the result at {job.expires_at.isoformat()}" if job.expires_at
+              else "")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    return EXIT_OK if run_demo(size=args.size) else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lipsync` console script."""
+    args = _parser().parse_args(argv)
+    handlers = {"submit": _cmd_submit, "status": _cmd_status, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, ValueError) as e:
+        print(f"lipsync: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

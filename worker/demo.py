@@ -1,0 +1,83 @@
+"""`lipsync demo`: one job through a private stack of real processes, checked byte for byte.
+
+Starts redis-server, moto's S3 server and the Akool simulator on free loopback ports, runs a
+worker with the Procfile's command, submits one job with `submit_lipsync`, follows it until
+it is archived, then compares the sha256 of the stored object with what the simulator served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from worker.devstack import BUCKET, Stack, local_stack, start_worker
+
+DEMO_TIMEOUT_SECONDS = 120.0
+PROCFILE = Path(__file__).resolve().parents[1] / "Procfile"
+
+
+def procfile_argv(name: str, procfile: Path = PROCFILE) -> list[str] | None:
+    """The command of one Procfile process, split like a shell would; None if absent."""
+    if not procfile.exists():
+        return None
+    for line in procfile.read_text().splitlines():
+        key, _, command = line.partition(":")
+        if key.strip() == name and command.strip():
+            return shlex.split(command)
+    return None
+
+
+def stored_sha256(s3: Any, bucket: str, key: str) -> str:
+    """The sha256 of an S3 object, read as a stream."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    digest = hashlib.sha256()
+    for chunk in body.iter_chunks(1024 * 1024):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_demo(*, size: int | None = None) -> bool:
+    """Run the demo; True when the archived bytes match what the simulator served."""
+    print("Starting redis-server, the S3 server and the Akool simulator...", flush=True)
+    with local_stack(size=size) as stack:
+        worker = start_worker(stack.directory, _worker_env(stack), argv=procfile_argv("worker"))
+        try:
+            return _push_one_job(stack)
+        finally:
+            worker.stop()
+
+
+def _worker_env(stack: Stack) -> dict[str, str]:
+    env = dict(stack.env)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _push_one_job(stack: Stack) -> bool:
+    from worker import deps
+    from worker.cli import wait_for
+
+    os.environ.update(stack.env)
+    deps.reload_settings()
+    from worker import submit_lipsync
+
+    video = "https://example.com/input/talking-head.mp4?sim_polls=3"
+    job_id = submit_lipsync(video, "https://example.com/input/voice.wav")
+    print(f"Submitted job {job_id}", flush=True)
+    job = wait_for(job_id, timeout=DEMO_TIMEOUT_SECONDS, live=False)
+    if job.status != "archived" or not job.archive_uri:
+        print(f"Demo failed: job ended as {job.status}: {job.error}", flush=True)
+        return False
+    served = stack.simulator.job(job.akool_id or "")["sha256"]
+    key = job.archive_uri.removeprefix(f"s3://{BUCKET}/")
+    stored = stored_sha256(stack.s3_client(), BUCKET, key)
+    print(f"Archived to {job.archive_uri}")
+    print(f"sha256 served by the simulator: {served}")
+    print(f"sha256 of the stored object:    {stored}")
+    print("OK: the stored bytes match" if stored == served else "MISMATCH", flush=True)
+    return stored == served
