@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,7 +65,7 @@ class Secret:
 class Settings:
     """Validated configuration of the whole service."""
 
-    redis_url: str = REDIS_DEFAULT_URL
+    redis_url: str = field(default=REDIS_DEFAULT_URL, repr=False)  # may hold a password
     akool_base_url: str = AKOOL_DEFAULT_BASE_URL
     akool_api_key: Secret | None = None
     akool_client_id: str | None = None
@@ -120,12 +120,21 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
 
 
 def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str:
-    value = _text(env, name) or default
-    parts = urlsplit(value or "")
-    if parts.scheme not in schemes or not parts.netloc:
-        shown = parts._replace(netloc=parts.hostname or "").geturl() if value else ""
-        raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {shown!r}")
-    return value or ""
+    """A URL with one of `schemes` and a host (a path for unix://); the error never echoes
+    the value, which may carry a password."""
+    value = _text(env, name) or default or ""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL") from None
+    located = bool(parts.path) if parts.scheme == "unix" else bool(host)
+    if parts.scheme not in schemes or not located:
+        raise ConfigError(
+            f"{name} must be a {'/'.join(schemes)} URL with a host"
+            f" (got scheme {parts.scheme!r}, host {host or ''!r})"
+        )
+    return value
 
 
 def _prefix(env: Mapping[str, str]) -> str:

@@ -144,13 +144,14 @@ class AkoolClient:
         return parse_status(akool_id, data, self.base_url + STATUS_PATH)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One authenticated call; on code 1101 with client credentials, one fresh token."""
+        """One authenticated call; when a cached token is refused (1101), one fresh token."""
+        cached_token = self._token is not None
         try:
             return self._request(method, path, self._auth_headers(), **kwargs)
         except AkoolAuthError as e:
-            if e.code != CODE_TOKEN_INVALID or self._api_key is not None:
+            if e.code != CODE_TOKEN_INVALID or self._api_key is not None or not cached_token:
                 raise
-            logger.info("Akool token refused (code 1101); fetching a new one once")
+            logger.info("Akool refused the cached token (code 1101); fetching a new one once")
             self._token = None
             return self._request(method, path, self._auth_headers(), **kwargs)
 
@@ -281,7 +282,7 @@ def _require_id(data: Any, url: str) -> str:
 def parse_status(akool_id: str, data: Any, url: str) -> AkoolStatus:
     """Turn a poll's `data` into an AkoolStatus; a malformed one is transient."""
     status = data.get("video_status") if isinstance(data, Mapping) else None
-    if isinstance(status, str) and status.isdigit():
+    if isinstance(status, str) and status in ("1", "2", "3", "4"):
         status = int(status)
     if not isinstance(status, int) or isinstance(status, bool) or status not in (1, 2, 3, 4):
         raise AkoolTransientError(

@@ -85,8 +85,15 @@ def host_allowed(host: str, patterns: Iterable[str]) -> bool:
 
 def check_source(url: str, patterns: Iterable[str]) -> None:
     """Refuse a URL that is not http(s) or whose host is not in ARCHIVE_ALLOWED_HOSTS."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    # A backslash or control character is read differently by urlsplit and by urllib3,
+    # which could connect to another host than the one checked here.
+    if any(c == "\\" or ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise SourceRefusedError("the result URL contains characters a URL may not", url=url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        raise SourceRefusedError("the result URL cannot be parsed", url=url) from None
     if parts.scheme not in ("http", "https") or not host:
         raise SourceRefusedError("the result URL is not an http(s) URL with a host", url=url)
     if not host_allowed(host, patterns):

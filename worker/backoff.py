@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import random
 
-# Retries after a transient error (5xx, outage) start here and double up to the maximum.
-RETRY_INITIAL_SECONDS = 2.0
-RETRY_MAX_SECONDS = 60.0
-
 
 def backoff_seconds(
     attempt: int, initial: float, maximum: float, *, rng: random.Random | None = None

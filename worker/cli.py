@@ -91,8 +91,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         print(describe(job))
         print(f"  created {job.created_at.isoformat()}", end="")
-        print(f", Akool deletes the result at {job.expires_at.isoformat()}" if job.expires_at
-              else "")
+        print(
+            f", Akool deletes the result at {job.expires_at.isoformat()}" if job.expires_at else ""
+        )
     return EXIT_OK
 
 

@@ -259,7 +259,7 @@ def start_worker(
     directory: Path,
     env: Mapping[str, str],
     *,
-    queues: str,
+    queues: str = "lipsync.akool,lipsync.archive",
     concurrency: int = 2,
     name: str = "worker",
     argv: list[str] | None = None,

@@ -55,7 +55,7 @@ def new_job_id() -> str:
 
 def is_job_id(value: str) -> bool:
     """True for a string shaped like our job ids (and so safe inside keys)."""
-    return bool(_JOB_ID.match(value))
+    return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
 
 
 def _when(epoch: float | None) -> datetime | None:

@@ -16,7 +16,7 @@ from celery import Task, chain
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from worker import deps
-from worker.backoff import RETRY_INITIAL_SECONDS, RETRY_MAX_SECONDS, backoff_seconds
+from worker.backoff import backoff_seconds
 from worker.celery_app import (
     AKOOL_QUEUE,
     AKOOL_TASK_TIME_LIMIT_SECONDS,
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # A submit that keeps meeting rate limits or outages gives up after this many tries
-# (about 15 minutes with RETRY_MAX_SECONDS between them).
+# (about 12 minutes with the default POLL_MAX_SECONDS between them).
 SUBMIT_MAX_RETRIES = 15
 # Archive retries stop at the job's expires_at (the video is gone then) or after this long
 # when that is unknown.
@@ -57,9 +57,13 @@ def _run(task: Task, job_id: str, step: Callable[[], T], *, may_retry: Callable[
     except (TransientError, SoftTimeLimitExceeded) as e:
         if not may_retry():
             _fail(job_id, e)
-        countdown = backoff_seconds(task.request.retries, RETRY_INITIAL_SECONDS, RETRY_MAX_SECONDS)
+        s = deps.settings()
+        # Same schedule as polling: POLL_INITIAL_SECONDS doubling up to POLL_MAX_SECONDS.
+        countdown = backoff_seconds(
+            task.request.retries, s.poll_initial_seconds, s.poll_max_seconds
+        )
         logger.warning("Job %s: %s; retrying in %.1f s", job_id, e, countdown)
-        raise task.retry(countdown=countdown, max_retries=None) from e
+        raise task.retry(countdown=countdown) from e
     except PermanentError as e:
         _fail(job_id, e)
     except Exception as e:
@@ -69,7 +73,11 @@ def _run(task: Task, job_id: str, step: Callable[[], T], *, may_retry: Callable[
 
 
 @app.task(
-    bind=True, name="lipsync.submit", queue=AKOOL_QUEUE, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS
+    bind=True,
+    max_retries=None,
+    name="lipsync.submit",
+    queue=AKOOL_QUEUE,
+    time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS,
 )
 def submit(self: Task, job_id: str) -> str:
     """Send the job to Akool (at most once) and pass the job id on to polling."""
@@ -86,7 +94,11 @@ def submit(self: Task, job_id: str) -> str:
 
 
 @app.task(
-    bind=True, name="lipsync.poll", queue=AKOOL_QUEUE, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS
+    bind=True,
+    max_retries=None,
+    name="lipsync.poll",
+    queue=AKOOL_QUEUE,
+    time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS,
 )
 def poll(self: Task, job_id: str) -> str:
     """Ask Akool about the job; come back after a backoff countdown until it is done.
@@ -111,11 +123,12 @@ def poll(self: Task, job_id: str) -> str:
 def _retry_poll(task: Task, job_id: str, why: str) -> None:
     delay = next_poll_delay(deps.job_store().get(job_id), deps.settings())
     logger.info("Job %s: %s; next poll in %.1f s", job_id, why, delay)
-    raise task.retry(countdown=delay, max_retries=None)
+    raise task.retry(countdown=delay)
 
 
 @app.task(
     bind=True,
+    max_retries=None,
     name="lipsync.archive",
     queue=ARCHIVE_QUEUE,
     time_limit=ARCHIVE_TIME_LIMIT_SECONDS,

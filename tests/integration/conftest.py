@@ -1,0 +1,135 @@
+"""Real processes for the integration tier: redis-server, moto's S3 server, the Akool
+simulator and Celery workers started from the Procfile's command. No eager mode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import redis
+
+from worker.demo import procfile_argv, stored_sha256
+from worker.devstack import BUCKET, Process, Stack, local_stack, start_worker
+from worker.jobs import Job, JobStore
+
+JOB_TIMEOUT_SECONDS = 60.0
+pytestmark = pytest.mark.integration
+
+
+def video_url(**sim: Any) -> str:
+    """A video URL scripting the simulator; a nonce keeps per-URL submit counts apart."""
+    params = {f"sim_{k}": v for k, v in sim.items()}
+    params["nonce"] = uuid.uuid4().hex
+    return "https://videos.example.com/in.mp4?" + urlencode(params)
+
+
+AUDIO_URL = "https://videos.example.com/voice.wav"
+
+
+def procfile_worker_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment for the Procfile's `celery` command from this virtualenv."""
+    out = dict(env)
+    out["PATH"] = str(Path(sys.executable).parent) + os.pathsep + out.get("PATH", "")
+    return out
+
+
+class Deployment:
+    """One worker deployment: a Redis database of its own, a worker, and ways to use them."""
+
+    def __init__(self, stack: Stack, env: dict[str, str], worker: Process) -> None:
+        self.stack = stack
+        self.env = env
+        self.worker = worker
+        self.redis = redis.Redis.from_url(env["REDIS_URL"])
+        self.store = JobStore(self.redis, retention_seconds=3600)
+
+    def submit(self, video: str, audio: str = AUDIO_URL) -> str:
+        """submit_lipsync from another Python process, as application code would."""
+        code = (
+            "import sys; from worker import submit_lipsync; "
+            "print(submit_lipsync(sys.argv[1], sys.argv[2]))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, video, audio],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    def wait(self, job_id: str, timeout: float = JOB_TIMEOUT_SECONDS) -> Job:
+        """The job once it is archived or failed (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.store.get(job_id)
+            if job.is_final:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(
+            f"job {job_id} not final after {timeout} s: {self.store.get(job_id)}"
+            f"\n{self.worker.log_text()[-4000:]}"
+        )
+
+    def run(self, video: str) -> Job:
+        return self.wait(self.submit(video))
+
+    def stored_sha256(self, job: Job) -> str:
+        assert job.archive_uri is not None
+        key = job.archive_uri.removeprefix(f"s3://{BUCKET}/")
+        return stored_sha256(self.stack.s3_client(), BUCKET, key)
+
+    def submits_for(self, video: str) -> int:
+        return int(self.stack.simulator.stats()["submits_by_video_url"].get(video, 0))
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    with local_stack() as running:
+        os.environ.update({k: v for k, v in running.env.items() if k.startswith("AWS_")})
+        yield running
+
+
+_databases = iter(range(1, 16))
+
+
+def _deploy(stack: Stack, **overrides: str) -> Deployment:
+    db = next(_databases)
+    env = dict(stack.env, REDIS_URL=f"redis://127.0.0.1:{stack.redis.port}/{db}", **overrides)
+    name = f"w{db}"
+    argv = procfile_argv("worker")
+    assert argv is not None, "the Procfile has no worker line"
+    argv += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
+    worker = start_worker(stack.directory, procfile_worker_env(env), name=name, argv=argv)
+    return Deployment(stack, env, worker)
+
+
+@pytest.fixture(scope="session")
+def deployment(stack: Stack) -> Iterator[Deployment]:
+    """The default deployment: API-key auth, every queue, the Procfile's worker command."""
+    deployed = _deploy(stack)
+    yield deployed
+    deployed.worker.stop()
+
+
+@pytest.fixture
+def deploy(stack: Stack) -> Iterator[Any]:
+    """Start a deployment with other settings, on a Redis database of its own."""
+    started: list[Deployment] = []
+
+    def factory(**overrides: str) -> Deployment:
+        started.append(_deploy(stack, **overrides))
+        return started[-1]
+
+    yield factory
+    for deployed in started:
+        deployed.worker.stop()

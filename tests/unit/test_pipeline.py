@@ -1,0 +1,453 @@
+"""Tests of worker.pipeline's steps with small fakes at the seams (store, client, archiver)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+import pytest
+
+from config.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
+from worker.akool import AkoolClient, AkoolStatus
+from worker.archive import Archiver, ArchiveResult
+from worker.errors import (
+    AkoolError,
+    AkoolJobFailed,
+    AkoolPermanentError,
+    AkoolRequestNotSent,
+    AkoolSubmitUnknown,
+    AkoolTransientError,
+    JobStateError,
+    PermanentError,
+    PollTimeout,
+    TransientError,
+)
+from worker.jobs import (
+    ARCHIVED,
+    ARCHIVING,
+    FAILED,
+    FINAL_STATUSES,
+    PROCESSING,
+    QUEUED,
+    SUBMITTED,
+    Job,
+    JobStore,
+    new_job_id,
+)
+from worker.pipeline import archive_step, next_poll_delay, poll_step, submit_step
+
+NOW = 1_700_000_000.0
+TIMEOUT = 3600.0
+SETTINGS = Settings(poll_initial_seconds=5.0, poll_max_seconds=60.0, poll_timeout_seconds=TIMEOUT)
+VIDEO = "https://example.invalid/v.mp4"
+AUDIO = "https://example.invalid/a.wav"
+RESULT = "https://d1.cloudfront.net/out.mp4"
+
+
+class FakeStore:
+    """The JobStore methods the pipeline uses, backed by a dict (final jobs never change)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.releases = 0
+
+    def add(self, **values: Any) -> Job:
+        values.setdefault("id", new_job_id())
+        values.setdefault("status", QUEUED)
+        values.setdefault("video_url", VIDEO)
+        values.setdefault("audio_url", AUDIO)
+        values.setdefault("created_ts", NOW - 10)
+        job = Job(**values)
+        self.jobs[job.id] = job
+        return job
+
+    def get(self, job_id: str) -> Job:
+        return self.jobs[job_id]
+
+    def update(self, job_id: str, **values: Any) -> bool:
+        job = self.jobs[job_id]
+        if job.status in FINAL_STATUSES:
+            return False
+        values.setdefault("updated_ts", NOW)
+        self.jobs[job_id] = dataclasses.replace(job, **values)
+        return True
+
+    def fail(self, job_id: str, error: str) -> bool:
+        return self.update(job_id, status=FAILED, error=error)
+
+    def claim_submit(self, job_id: str) -> bool:
+        if self.jobs[job_id].submit_claimed_ts is not None:
+            return False
+        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], submit_claimed_ts=NOW)
+        return True
+
+    def release_submit(self, job_id: str) -> None:
+        self.releases += 1
+        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], submit_claimed_ts=None)
+
+    def count_poll(self, job_id: str) -> int:
+        job = self.jobs[job_id]
+        self.jobs[job_id] = dataclasses.replace(job, polls=job.polls + 1)
+        return job.polls + 1
+
+
+class FakeClient:
+    """An AkoolClient stand-in answering from scripted results or errors, counting calls."""
+
+    def __init__(
+        self,
+        *,
+        akool_id: str = "akool-1",
+        submit_errors: list[AkoolError] | None = None,
+        statuses: list[AkoolStatus | AkoolError] | None = None,
+    ) -> None:
+        self.akool_id = akool_id
+        self.submit_errors = list(submit_errors or [])
+        self.statuses = list(statuses or [])
+        self.submits: list[tuple[str, str, str | None]] = []
+        self.polls: list[str] = []
+
+    def submit(self, video_url: str, audio_url: str, webhook_url: str | None = None) -> str:
+        self.submits.append((video_url, audio_url, webhook_url))
+        if self.submit_errors:
+            raise self.submit_errors.pop(0)
+        return self.akool_id
+
+    def status(self, akool_id: str) -> AkoolStatus:
+        self.polls.append(akool_id)
+        answer = self.statuses.pop(0)
+        if isinstance(answer, AkoolError):
+            raise answer
+        return answer
+
+
+class FakeArchiver:
+    """An Archiver stand-in that records what it was asked to copy."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def archive(self, job_id: str, akool_id: str, url: str) -> ArchiveResult:
+        self.calls.append((job_id, akool_id, url))
+        key = f"lipsync/{job_id}.mp4"
+        return ArchiveResult(f"s3://videos/{key}", "videos", key, 1234, "0" * 64)
+
+
+def submit(store: FakeStore, client: FakeClient, job_id: str, *, now: float) -> str | None:
+    return submit_step(cast(JobStore, store), cast(AkoolClient, client), job_id, SETTINGS, now=now)
+
+
+def poll(store: FakeStore, client: FakeClient, job_id: str, *, now: float) -> AkoolStatus | None:
+    return poll_step(cast(JobStore, store), cast(AkoolClient, client), job_id, now=now)
+
+
+def archive(store: FakeStore, archiver: FakeArchiver, job_id: str, *, now: float) -> str | None:
+    return archive_step(cast(JobStore, store), cast(Archiver, archiver), job_id, now=now)
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+def submitted(store: FakeStore, **values: Any) -> Job:
+    values.setdefault("status", SUBMITTED)
+    values.setdefault("akool_id", "akool-1")
+    values.setdefault("submitted_ts", NOW - 60)
+    values.setdefault("poll_deadline_ts", NOW - 60 + TIMEOUT)
+    values.setdefault("submit_claimed_ts", NOW - 60)
+    return store.add(**values)
+
+
+# --- submit_step -----------------------------------------------------------------------------
+
+
+def test_submit_sends_once_and_records_the_akool_id_and_deadlines(store: FakeStore) -> None:
+    job = store.add(webhook_url="https://hooks.example/cb")
+    client = FakeClient(akool_id="akool-42")
+    assert submit(store, client, job.id, now=NOW) == "akool-42"
+    assert client.submits == [(VIDEO, AUDIO, "https://hooks.example/cb")]
+    record = store.get(job.id)
+    assert record.status == SUBMITTED
+    assert record.akool_id == "akool-42"
+    assert record.submitted_ts == NOW
+    assert record.expires_ts == NOW + 7 * 24 * 3600 == NOW + AKOOL_FILE_LIFETIME_SECONDS
+    assert record.poll_deadline_ts == NOW + TIMEOUT
+    assert record.submit_claimed_ts is not None
+
+
+def test_a_second_submit_returns_the_stored_id_without_calling_akool(store: FakeStore) -> None:
+    job = store.add()
+    client = FakeClient(akool_id="akool-7")
+    first = submit(store, client, job.id, now=NOW)
+    second = submit(store, client, job.id, now=NOW + 5)
+    assert first == second == "akool-7"
+    assert len(client.submits) == 1
+    assert store.get(job.id).submitted_ts == NOW
+
+
+@pytest.mark.parametrize("status", [ARCHIVED, FAILED])
+def test_a_final_job_is_not_submitted(store: FakeStore, status: str) -> None:
+    job = store.add(status=status)
+    client = FakeClient()
+    assert submit(store, client, job.id, now=NOW) is None
+    assert client.submits == []
+
+
+def test_a_taken_claim_without_an_akool_id_is_not_sent_again(store: FakeStore) -> None:
+    job = store.add(submit_claimed_ts=NOW - 30)
+    client = FakeClient()
+    with pytest.raises(AkoolSubmitUnknown) as info:
+        submit(store, client, job.id, now=NOW)
+    assert isinstance(info.value, PermanentError)
+    assert client.submits == []
+    assert store.get(job.id).akool_id is None
+
+
+def test_submit_answered_with_502_is_not_sent_again(store: FakeStore) -> None:
+    job = store.add()
+    client = FakeClient(submit_errors=[AkoolTransientError("HTTP 502", status=502)])
+    with pytest.raises(AkoolSubmitUnknown) as info:
+        submit(store, client, job.id, now=NOW)
+    assert info.value.status == 502
+    assert isinstance(info.value, PermanentError)
+    assert store.get(job.id).submit_claimed_ts is not None
+    assert store.releases == 0
+    with pytest.raises(AkoolSubmitUnknown):
+        submit(store, client, job.id, now=NOW + 60)
+    assert len(client.submits) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AkoolTransientError("timed out"),
+        AkoolTransientError("broke off", status=200),
+        AkoolTransientError("not JSON", status=504),
+    ],
+)
+def test_a_submit_that_may_have_reached_akool_is_not_repeated(
+    store: FakeStore, error: AkoolError
+) -> None:
+    job = store.add()
+    client = FakeClient(submit_errors=[error])
+    with pytest.raises(AkoolSubmitUnknown):
+        submit(store, client, job.id, now=NOW)
+    assert store.get(job.id).submit_claimed_ts is not None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AkoolTransientError("too frequent (code 1005)", code=1005),
+        AkoolTransientError("HTTP 429", status=429),
+        AkoolRequestNotSent("connection refused"),
+    ],
+    ids=["code-1005", "http-429", "not-sent"],
+)
+def test_a_submit_akool_certainly_did_not_take_is_retried_with_the_claim_released(
+    store: FakeStore, error: AkoolError
+) -> None:
+    job = store.add()
+    client = FakeClient(akool_id="akool-9", submit_errors=[error])
+    with pytest.raises(AkoolTransientError) as info:
+        submit(store, client, job.id, now=NOW)
+    assert info.value is error
+    assert not isinstance(info.value, AkoolSubmitUnknown)
+    assert isinstance(info.value, TransientError)
+    assert store.get(job.id).submit_claimed_ts is None
+    assert store.releases == 1
+    assert submit(store, client, job.id, now=NOW + 10) == "akool-9"
+    assert len(client.submits) == 2
+
+
+def test_a_submit_refused_with_a_permanent_code_fails_and_releases_the_claim(
+    store: FakeStore,
+) -> None:
+    job = store.add()
+    error = AkoolPermanentError("video longer than 60 s (code 1204)", code=1204)
+    client = FakeClient(submit_errors=[error])
+    with pytest.raises(AkoolPermanentError) as info:
+        submit(store, client, job.id, now=NOW)
+    assert info.value is error
+    assert store.get(job.id).submit_claimed_ts is None
+    assert store.get(job.id).akool_id is None
+
+
+# --- poll_step -------------------------------------------------------------------------------
+
+
+def test_a_poll_answered_status_4_fails_the_job(store: FakeStore) -> None:
+    job = submitted(store)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 4)])
+    with pytest.raises(AkoolJobFailed) as info:
+        poll(store, client, job.id, now=NOW)
+    assert isinstance(info.value, PermanentError)
+    assert client.polls == ["akool-1"]
+
+
+def test_a_poll_answered_status_3_moves_the_job_to_archiving_with_its_result(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, status=PROCESSING)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 3, RESULT)])
+    status = poll(store, client, job.id, now=NOW)
+    assert status == AkoolStatus("akool-1", 3, RESULT)
+    record = store.get(job.id)
+    assert record.status == ARCHIVING
+    assert record.result_url == RESULT
+    assert record.completed_ts == NOW
+    assert record.polls == 1
+
+
+@pytest.mark.parametrize("answer", [1, 2])
+def test_a_poll_before_the_deadline_marks_the_job_processing(store: FakeStore, answer: int) -> None:
+    job = submitted(store)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", answer)])
+    status = poll(store, client, job.id, now=NOW)
+    assert status is not None and status.status == answer
+    assert store.get(job.id).status == PROCESSING
+    assert store.get(job.id).polls == 1
+
+
+def test_a_job_still_processing_past_the_deadline_times_out_after_one_last_poll(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, status=PROCESSING, poll_deadline_ts=NOW - 1)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 2)])
+    with pytest.raises(PollTimeout) as info:
+        poll(store, client, job.id, now=NOW)
+    assert isinstance(info.value, PermanentError)
+    assert client.polls == ["akool-1"]
+    assert "POLL_TIMEOUT_SECONDS" in str(info.value)
+
+
+def test_a_job_finished_on_the_last_poll_past_the_deadline_is_not_timed_out(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, poll_deadline_ts=NOW - 1)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 3, RESULT)])
+    status = poll(store, client, job.id, now=NOW)
+    assert status is not None and status.done
+    assert store.get(job.id).status == ARCHIVING
+
+
+def test_a_transient_poll_error_past_the_deadline_times_out(store: FakeStore) -> None:
+    job = submitted(store, poll_deadline_ts=NOW - 1)
+    client = FakeClient(statuses=[AkoolTransientError("HTTP 503", status=503)])
+    with pytest.raises(PollTimeout):
+        poll(store, client, job.id, now=NOW)
+    assert client.polls == ["akool-1"]
+
+
+def test_a_transient_poll_error_before_the_deadline_is_retried(store: FakeStore) -> None:
+    job = submitted(store)
+    error = AkoolTransientError("HTTP 503", status=503)
+    client = FakeClient(statuses=[error])
+    with pytest.raises(AkoolTransientError) as info:
+        poll(store, client, job.id, now=NOW)
+    assert info.value is error
+    assert store.get(job.id).polls == 1
+
+
+@pytest.mark.parametrize("status", [ARCHIVED, FAILED])
+def test_a_final_job_is_not_polled(store: FakeStore, status: str) -> None:
+    job = submitted(store, status=status)
+    client = FakeClient()
+    assert poll(store, client, job.id, now=NOW) is None
+    assert client.polls == []
+
+
+def test_a_job_with_a_result_is_not_polled_again(store: FakeStore) -> None:
+    job = submitted(store, status=ARCHIVING, result_url=RESULT)
+    client = FakeClient()
+    assert poll(store, client, job.id, now=NOW) == AkoolStatus("akool-1", 3, RESULT)
+    assert client.polls == []
+
+
+def test_a_job_without_an_akool_id_cannot_be_polled(store: FakeStore) -> None:
+    job = store.add()
+    client = FakeClient()
+    with pytest.raises(JobStateError):
+        poll(store, client, job.id, now=NOW)
+    assert client.polls == []
+
+
+# --- next_poll_delay -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("polls", [0, 1, 2, 5, 20, 1000])
+@pytest.mark.parametrize("left", [0.05, 0.5, 3.0, 30.0, 120.0, 10_000.0])
+def test_the_next_poll_is_never_planned_past_the_deadline(polls: int, left: float) -> None:
+    job = Job(
+        id=new_job_id(),
+        status=PROCESSING,
+        video_url=VIDEO,
+        audio_url=AUDIO,
+        polls=polls,
+        poll_deadline_ts=NOW + left,
+    )
+    for _ in range(20):
+        delay = next_poll_delay(job, SETTINGS, now=NOW)
+        assert 0 < delay <= left
+        assert delay <= SETTINGS.poll_max_seconds
+
+
+def test_the_first_poll_waits_about_the_initial_interval() -> None:
+    job = Job(id=new_job_id(), status=SUBMITTED, video_url=VIDEO, audio_url=AUDIO, polls=1)
+    for _ in range(20):
+        delay = next_poll_delay(job, SETTINGS, now=NOW)
+        assert SETTINGS.poll_initial_seconds / 2 <= delay <= SETTINGS.poll_initial_seconds
+
+
+def test_a_poll_past_the_deadline_is_planned_almost_at_once() -> None:
+    job = Job(
+        id=new_job_id(),
+        status=PROCESSING,
+        video_url=VIDEO,
+        audio_url=AUDIO,
+        polls=3,
+        poll_deadline_ts=NOW - 100,
+    )
+    assert next_poll_delay(job, SETTINGS, now=NOW) == 0.05
+
+
+# --- archive_step ----------------------------------------------------------------------------
+
+
+def test_an_archived_job_is_not_copied_again(store: FakeStore) -> None:
+    uri = "s3://videos/lipsync/x.mp4"
+    job = submitted(store, status=ARCHIVED, result_url=RESULT, archive_uri=uri)
+    archiver = FakeArchiver()
+    assert archive(store, archiver, job.id, now=NOW) == uri
+    assert archiver.calls == []
+
+
+def test_a_failed_job_is_not_archived(store: FakeStore) -> None:
+    job = submitted(store, status=FAILED, result_url=RESULT)
+    archiver = FakeArchiver()
+    assert archive(store, archiver, job.id, now=NOW) is None
+    assert archiver.calls == []
+
+
+def test_a_finished_job_is_copied_once_and_marked_archived(store: FakeStore) -> None:
+    job = submitted(store, status=ARCHIVING, result_url=RESULT)
+    archiver = FakeArchiver()
+    uri = archive(store, archiver, job.id, now=NOW)
+    assert uri == f"s3://videos/lipsync/{job.id}.mp4"
+    assert archiver.calls == [(job.id, "akool-1", RESULT)]
+    record = store.get(job.id)
+    assert record.status == ARCHIVED
+    assert record.archive_uri == uri
+    assert record.archived_ts == NOW
+    assert record.archive_bytes == 1234
+    assert archive(store, archiver, job.id, now=NOW + 1) == uri
+    assert len(archiver.calls) == 1
+
+
+def test_a_job_without_a_result_url_cannot_be_archived(store: FakeStore) -> None:
+    job = submitted(store, status=PROCESSING)
+    archiver = FakeArchiver()
+    with pytest.raises(JobStateError):
+        archive(store, archiver, job.id, now=NOW)
+    assert archiver.calls == []
