@@ -31,6 +31,23 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 ARCHIVE_MAX_BYTES = 1024**3
 # Akool deletes generated files after 7 days.
 AKOOL_FILE_LIFETIME_SECONDS = 7 * 24 * 3600
+# Akool publishes no rate limit; 5 requests a second for the whole fleet stays polite and
+# still polls 10,000 jobs a minute apart.
+AKOOL_MAX_RPS = 5.0
+# A job whose last sign of life is older than this (past its next expected step) is stalled
+# and re-driven by the sweeper: above the longest Akool call, so a running submit is spared.
+STALL_SECONDS = 45.0
+ARCHIVE_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
+ARCHIVE_STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+)
 
 
 class ConfigError(ValueError):
@@ -81,6 +98,11 @@ class Settings:
     poll_max_seconds: float = POLL_MAX_SECONDS
     poll_timeout_seconds: float = POLL_TIMEOUT_SECONDS
     job_retention_seconds: int = JOB_RETENTION_SECONDS
+    akool_max_rps: float = AKOOL_MAX_RPS
+    stall_seconds: float = STALL_SECONDS
+    archive_sse: str | None = None
+    archive_sse_kms_key_id: str | None = None
+    archive_storage_class: str | None = None
 
     def require_akool_auth(self) -> None:
         """Fail unless an API key or a client id + secret pair is configured."""
@@ -187,6 +209,25 @@ def _poll(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    value = _text(env, name)
+    if value is not None and value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _archive_storage(env: Mapping[str, str]) -> dict[str, Any]:
+    sse = _choice(env, "ARCHIVE_SSE", ARCHIVE_SSE_CHOICES)
+    kms_key = _text(env, "ARCHIVE_SSE_KMS_KEY_ID")
+    if kms_key and not (sse or "").startswith("aws:kms"):
+        raise ConfigError("ARCHIVE_SSE_KMS_KEY_ID needs ARCHIVE_SSE=aws:kms (or aws:kms:dsse)")
+    return {
+        "archive_sse": sse,
+        "archive_sse_kms_key_id": kms_key,
+        "archive_storage_class": _choice(env, "ARCHIVE_STORAGE_CLASS", ARCHIVE_STORAGE_CLASSES),
+    }
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -208,6 +249,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "DOWNLOAD_TIMEOUT_SECONDS", DOWNLOAD_TIMEOUT_SECONDS, minimum=0.1
         ),
         job_retention_seconds=int(retention_days * 86400),
+        akool_max_rps=_number(env, "AKOOL_MAX_RPS", AKOOL_MAX_RPS, minimum=0.01),
+        stall_seconds=_number(env, "STALL_SECONDS", STALL_SECONDS, minimum=1),
+        **_archive_storage(env),
         **_auth(env),
         **_poll(env),
     )
