@@ -35,15 +35,26 @@ class AkoolError(LipsyncError):
         code: int | None = None,
         status: int | None = None,
         url: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.url = url
+        # Seconds Akool (Retry-After) or our own request budget asks us to wait, if known.
+        self.retry_after = retry_after
 
 
 class AkoolTransientError(AkoolError, TransientError):
     """Akool is busy, rate limiting, down or unreachable; the request may be repeated."""
+
+
+class AkoolRateLimited(AkoolTransientError):
+    """The fleet's shared request budget for Akool (AKOOL_MAX_RPS) is spent for now; the
+    request was not sent. `retry_after` says when a slot is free."""
+
+    def __init__(self, message: str, *, retry_after: float, url: str | None = None) -> None:
+        super().__init__(message, url=url, retry_after=retry_after)
 
 
 class AkoolRequestNotSent(AkoolTransientError):
