@@ -36,7 +36,10 @@ AKOOL_FILE_LIFETIME_SECONDS = 7 * 24 * 3600
 AKOOL_MAX_RPS = 5.0
 # A job whose last sign of life is older than this (past its next expected step) is stalled
 # and re-driven by the sweeper: above the longest Akool call, so a running submit is spared.
-STALL_SECONDS = 45.0
+STALL_SECONDS = 30.0
+# How often beat runs the sweeper. A job whose worker died is re-driven within about
+# POLL_MAX_SECONDS + STALL_SECONDS + SWEEP_INTERVAL_SECONDS (105 s with the defaults).
+SWEEP_INTERVAL_SECONDS = 15.0
 ARCHIVE_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
 ARCHIVE_STORAGE_CLASSES = (
     "STANDARD",
@@ -100,6 +103,7 @@ class Settings:
     job_retention_seconds: int = JOB_RETENTION_SECONDS
     akool_max_rps: float = AKOOL_MAX_RPS
     stall_seconds: float = STALL_SECONDS
+    sweep_interval_seconds: float = SWEEP_INTERVAL_SECONDS
     archive_sse: str | None = None
     archive_sse_kms_key_id: str | None = None
     archive_storage_class: str | None = None
@@ -251,6 +255,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_retention_seconds=int(retention_days * 86400),
         akool_max_rps=_number(env, "AKOOL_MAX_RPS", AKOOL_MAX_RPS, minimum=0.01),
         stall_seconds=_number(env, "STALL_SECONDS", STALL_SECONDS, minimum=1),
+        sweep_interval_seconds=_number(
+            env, "SWEEP_INTERVAL_SECONDS", SWEEP_INTERVAL_SECONDS, minimum=0.5
+        ),
         **_archive_storage(env),
         **_auth(env),
         **_poll(env),

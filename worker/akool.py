@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from worker.errors import (
     AkoolRequestNotSent,
     AkoolTransientError,
 )
+from worker.ratelimit import RequestBudget
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,17 @@ PERMANENT_CODES = {
 }
 # The largest JSON body we accept from Akool; a job record is a few hundred bytes.
 MAX_BODY_BYTES = 1024 * 1024
+# How long a call may wait in the worker for a slot of the fleet's shared request budget. A
+# short wait smooths bursts; a longer one is better spent as a Celery countdown (the caller
+# gets AkoolRateLimited with retry_after) so the worker process is free for other jobs.
+BUDGET_WAIT_SECONDS = 2.0
+# Statuses whose Retry-After header we honour, and the longest wait we take from it: a
+# misconfigured proxy must not park a job for hours.
+RETRY_AFTER_STATUSES = (429, 503)
+MAX_RETRY_AFTER_SECONDS = 600.0
+# Delay-seconds only (RFC 9110 allows integers; a decimal fraction is accepted too). An
+# HTTP-date is ignored: it depends on clocks agreeing, and Akool is not known to send one.
+_RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
 
 STATUS_QUEUED, STATUS_PROCESSING, STATUS_COMPLETED, STATUS_FAILED = 1, 2, 3, 4
 
@@ -104,6 +117,8 @@ class AkoolClient:
 
     Authenticates with `api_key` (header x-api-key) or with `client_id` + `client_secret`
     (a getToken token, cached and fetched again once when Akool answers code 1101).
+    With a `budget`, every HTTP request (getToken included) first takes a slot of it,
+    waiting at most `budget_wait` seconds; otherwise it raises AkoolRateLimited unsent.
     """
 
     def __init__(
@@ -115,6 +130,8 @@ class AkoolClient:
         client_secret: Secret | None = None,
         session: requests.Session | None = None,
         timeout: float = AKOOL_TIMEOUT_SECONDS,
+        budget: RequestBudget | None = None,
+        budget_wait: float = BUDGET_WAIT_SECONDS,
     ) -> None:
         if api_key is None and (client_id is None or client_secret is None):
             raise ValueError("AkoolClient needs api_key, or client_id and client_secret")
@@ -126,16 +143,29 @@ class AkoolClient:
         self._timeout = (min(AKOOL_CONNECT_TIMEOUT_SECONDS, timeout), timeout)
         self._token: Secret | None = None
         self._token_lock = threading.Lock()
+        self._budget = budget
+        self._budget_wait = budget_wait
 
     def __repr__(self) -> str:
         return f"AkoolClient({self.base_url!r})"
 
-    def submit(self, video_url: str, audio_url: str, webhook_url: str | None = None) -> str:
-        """Create a lip-sync job and return Akool's `_id` for polling."""
+    def submit(
+        self,
+        video_url: str,
+        audio_url: str,
+        webhook_url: str | None = None,
+        *,
+        before_send: Callable[[], None] | None = None,
+    ) -> str:
+        """Create a lip-sync job and return Akool's `_id` for polling.
+
+        `before_send` runs right before the POST leaves (after any wait for the request
+        budget, after a token fetch): the caller's last chance to record or refuse the send.
+        """
         body: dict[str, str] = {"video_url": video_url, "audio_url": audio_url}
         if webhook_url:
             body["webhookUrl"] = webhook_url
-        data = self._call("POST", LIPSYNC_PATH, json=body)
+        data = self._call("POST", LIPSYNC_PATH, json=body, before_send=before_send)
         return _require_id(data, self.base_url + LIPSYNC_PATH)
 
     def status(self, akool_id: str) -> AkoolStatus:
@@ -178,6 +208,7 @@ class AkoolClient:
         return Secret(token)
 
     def _request(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> Any:
+        # kwargs may carry before_send (see submit) down to _http.
         envelope = self._send(method, path, headers, **kwargs)
         return envelope.get("data")
 
@@ -187,15 +218,30 @@ class AkoolClient:
         url = self.base_url + path
         response = self._http(method, url, headers, **kwargs)
         with response:
-            envelope = parse_envelope(response.status_code, _read_limited(response, url), url)
+            retry_after = None
+            if response.status_code in RETRY_AFTER_STATUSES:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            body = _read_limited(response, url)
+            envelope = parse_envelope(response.status_code, body, url, retry_after=retry_after)
         code = envelope["code"]
         if code != CODE_OK:
             raise error_for_code(code, str(envelope.get("msg") or ""), url=url)
         return envelope
 
     def _http(
-        self, method: str, url: str, headers: dict[str, str], **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        before_send: Callable[[], None] | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
+        if self._budget is not None:
+            # Before the request, so a spent budget sends nothing to Akool.
+            self._budget.acquire(self._budget_wait)
+        if before_send is not None:
+            before_send()
         try:
             return self._session.request(
                 method,
@@ -245,10 +291,28 @@ def _read_limited(response: requests.Response, url: str) -> bytes:
     return b"".join(chunks)
 
 
-def parse_envelope(http_status: int, body: bytes, url: str) -> dict[str, Any]:
-    """Check the HTTP status and decode `{code, msg, data}`; anything else is typed."""
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header, capped at MAX_RETRY_AFTER_SECONDS; None when the
+    header is absent, an HTTP-date or garbage."""
+    if value is None or not _RETRY_AFTER_SECONDS.fullmatch(value.strip()):
+        return None
+    return min(float(value.strip()), MAX_RETRY_AFTER_SECONDS)
+
+
+def parse_envelope(
+    http_status: int, body: bytes, url: str, *, retry_after: float | None = None
+) -> dict[str, Any]:
+    """Check the HTTP status and decode `{code, msg, data}`; anything else is typed.
+
+    `retry_after` (from Akool's Retry-After header) is carried by the error of a 429 or 5xx.
+    """
     if http_status == 429 or http_status >= 500:
-        raise AkoolTransientError(f"Akool answered HTTP {http_status}", status=http_status, url=url)
+        raise AkoolTransientError(
+            f"Akool answered HTTP {http_status}",
+            status=http_status,
+            url=url,
+            retry_after=retry_after,
+        )
     try:
         envelope = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:

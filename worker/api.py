@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import urlsplit
 
 from worker import deps
 from worker.jobs import Job, new_job_id
 
 logger = logging.getLogger(__name__)
+
+# A job still queued this long after submission is re-driven by the sweeper (its message may
+# have been lost with a worker that had reserved it). Re-driving is harmless: the submit
+# claim makes every copy after the first a no-op.
+QUEUED_STALL_SECONDS = 300.0
 
 
 def check_url(name: str, url: str) -> None:
@@ -34,7 +40,14 @@ def submit_lipsync(video_url: str, audio_url: str, webhook_url: str | None = Non
 
     store = deps.job_store()
     job_id = new_job_id()
-    store.create(job_id, video_url.strip(), audio_url.strip(), webhook_url)
+    # A queued job may wait behind a long queue; the sweeper looks at it only after this.
+    store.create(
+        job_id,
+        video_url.strip(),
+        audio_url.strip(),
+        webhook_url,
+        due=time.time() + QUEUED_STALL_SECONDS,
+    )
     try:
         pipeline_signature(job_id).apply_async()
     except Exception as e:

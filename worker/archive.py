@@ -4,15 +4,23 @@ The download is a `requests` stream read by boto3's managed (multipart) upload i
 A download that ends short, breaks off or grows past the size limit raises inside the upload,
 which makes s3transfer abort the multipart upload: a broken copy never becomes the object.
 All `requests` and `botocore` errors are translated here into `worker.errors`.
+
+Fetching is guarded against SSRF: a host that resolves to a loopback, private, link-local or
+cloud metadata address is fetched only when that exact host is listed in
+ARCHIVE_ALLOWED_HOSTS, a wildcard is not enough. The rule (`address_allowed`) is applied to
+every address the host resolves to before connecting, on every redirect hop, and again to
+the address the socket actually connected to (DNS may answer differently the second time).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import ipaddress
 import logging
 import re
-from collections.abc import Iterable
+import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -56,6 +64,18 @@ PERMANENT_S3_CODES = {
     "KMS.NotFoundException",
     "AuthorizationHeaderMalformed",
 }
+# What head_object's ClientError says when the object is simply not there.
+MISSING_S3_CODES = {"404", "NoSuchKey", "NotFound"}
+# HEAD answers 403 for a missing key without s3:ListBucket, and always without
+# s3:GetObject; archiving needs neither, so such an answer must not stop it.
+FORBIDDEN_S3_CODES = {"403", "AccessDenied"}
+# Cloud metadata endpoints (AWS IPv4 and IPv6, Alibaba): they hand out credentials.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+)
+# The NAT64 well-known prefix: on a NAT64 network 64:ff9b::a.b.c.d reaches a.b.c.d.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
 def default_transfer_config() -> TransferConfig:
@@ -83,8 +103,62 @@ def host_allowed(host: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(host, p.lower()) for p in patterns)
 
 
-def check_source(url: str, patterns: Iterable[str]) -> None:
-    """Refuse a URL that is not http(s) or whose host is not in ARCHIVE_ALLOWED_HOSTS."""
+def _reached_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped or NAT64 IPv6 address really reaches, if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_internal_address(ip: str) -> bool:
+    """True for an address a fetch must not reach by default: loopback, private, link-local,
+    reserved, multicast, unspecified, shared (CGNAT) or cloud metadata, also in IPv4-mapped
+    form. Something that is not an IP address at all counts as internal."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone (%eth0)
+    except ValueError:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        reached = _reached_ipv4(address)
+        if reached is not None:
+            return is_internal_address(str(reached))
+        # A 6to4 address embedding an internal IPv4 address is suspect in itself.
+        if address.sixtofour is not None and is_internal_address(str(address.sixtofour)):
+            return True
+    return (
+        address in METADATA_ADDRESSES
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+        or not address.is_global
+    )
+
+
+def _listed_exactly(host: str, patterns: Iterable[str]) -> bool:
+    """True when one pattern names `host` itself rather than matching it as a wildcard."""
+    host = host.lower().rstrip(".")
+    return any(not GLOB_CHARACTERS.search(p) and p.lower().rstrip(".") == host for p in patterns)
+
+
+def address_allowed(host: str, ip: str, patterns: Iterable[str]) -> bool:
+    """True when `host`, reached at address `ip`, may be fetched.
+
+    The host must match a pattern; if `ip` is internal (`is_internal_address`), the host
+    must moreover be listed exactly, so that `*.example.com` cannot lead into the network.
+    """
+    patterns = tuple(patterns)
+    if not host_allowed(host, patterns):
+        return False
+    return not is_internal_address(ip) or _listed_exactly(host, patterns)
+
+
+def _split_source(url: str) -> tuple[str, int]:
+    """The host and port of an http(s) URL, or SourceRefusedError."""
     # A backslash or control character is read differently by urlsplit and by urllib3,
     # which could connect to another host than the one checked here.
     if any(c == "\\" or ord(c) <= 32 or ord(c) == 127 for c in url):
@@ -92,14 +166,90 @@ def check_source(url: str, patterns: Iterable[str]) -> None:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        port = parts.port
     except ValueError:
         raise SourceRefusedError("the result URL cannot be parsed", url=url) from None
     if parts.scheme not in ("http", "https") or not host:
         raise SourceRefusedError("the result URL is not an http(s) URL with a host", url=url)
+    return host, port or (443 if parts.scheme == "https" else 80)
+
+
+def _resolve(host: str, port: int, url: str) -> list[str]:
+    """The addresses `host` resolves to now; none if the lookup fails.
+
+    A failed lookup is left to the connection, which then fails with DownloadError (DNS may
+    come back), and whose peer address is checked anyway when it does connect.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        logger.debug("Could not resolve %s before fetching: %s", host, e)
+        return []
+    except UnicodeError:
+        raise SourceRefusedError("the result URL's host is not a valid name", url=url) from None
+    return [str(info[4][0]) for info in infos]
+
+
+def _refuse_internal(host: str, ip: str, url: str, when: str) -> SourceRefusedError:
+    return SourceRefusedError(
+        f"the result host {host!r} {when} a private or internal address ({ip}); such a host "
+        "is fetched only when it is listed exactly in ARCHIVE_ALLOWED_HOSTS",
+        url=url,
+    )
+
+
+def check_source(url: str, patterns: Iterable[str]) -> None:
+    """Refuse a URL that is not http(s), whose host is not in ARCHIVE_ALLOWED_HOSTS, or whose
+    host resolves to an internal address without being listed exactly (`address_allowed`)."""
+    patterns = tuple(patterns)
+    host, port = _split_source(url)
     if not host_allowed(host, patterns):
         raise SourceRefusedError(
             f"the result is on host {host!r}, which is not in ARCHIVE_ALLOWED_HOSTS", url=url
         )
+    for ip in _resolve(host, port, url):
+        if not address_allowed(host, ip, patterns):
+            raise _refuse_internal(host, ip, url, "resolves to")
+
+
+def peer_address(response: requests.Response) -> str | None:
+    """The IP address the response's socket is connected to, or None when unknown.
+
+    Behind a proxy the peer is the proxy, not the file host, so that also gives None.
+    """
+    # requests' raw is urllib3's HTTPResponse; `connection` is public from urllib3 2.
+    connection = getattr(response.raw, "connection", None)
+    if getattr(connection, "has_connected_to_proxy", False):
+        return None
+    try:
+        peer = _response_socket(response.raw, connection).getpeername()
+    except (AttributeError, OSError):
+        return None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+def _response_socket(raw: Any, connection: Any) -> Any:
+    """The socket a streamed urllib3 response reads from, or None."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        return sock
+    # http.client lets go of the connection's socket when the response will close it
+    # (HTTP/1.0, "Connection: close"); the response's buffered reader still holds it.
+    reader = getattr(getattr(raw, "_fp", None), "fp", None)
+    return getattr(getattr(reader, "raw", None), "_sock", None)
+
+
+def check_peer(response: requests.Response, url: str, patterns: Iterable[str]) -> None:
+    """Close and refuse `response` when its connection reached an internal address that
+    `address_allowed` does not allow for the URL's host (DNS rebinding)."""
+    ip = peer_address(response)
+    host = urlsplit(url).hostname or ""
+    if ip is None:
+        logger.debug("The peer address for %s is unknown; checked before connecting", host)
+        return
+    if not address_allowed(host, ip, patterns):
+        response.close()
+        raise _refuse_internal(host, ip, url, "connected to")
 
 
 def _safe_meta(value: str) -> str:
@@ -121,8 +271,15 @@ class ArchiveResult:
 class _StreamReader:
     """A file-like view of a download for boto3: counts, hashes and checks the length."""
 
-    def __init__(self, response: requests.Response, url: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        response: requests.Response,
+        url: str,
+        max_bytes: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
         self._raw = response.raw
+        self._on_progress = on_progress
         self._url = url
         self._max = max_bytes
         length = response.headers.get("Content-Length", "")
@@ -140,6 +297,8 @@ class _StreamReader:
                 f"the download broke off after {self.size} bytes", url=self._url
             ) from e
         self._account(chunk)
+        if self._on_progress is not None and chunk:
+            self._on_progress(self.size)
         return chunk
 
     def _account(self, chunk: bytes) -> None:
@@ -170,7 +329,12 @@ class Archiver:
         session: requests.Session | None = None,
         transfer_config: TransferConfig | None = None,
         timeout: float = DOWNLOAD_TIMEOUT_SECONDS,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        storage_class: str | None = None,
     ) -> None:
+        if sse_kms_key_id and not (sse or "").startswith("aws:kms"):
+            raise ValueError("sse_kms_key_id needs sse='aws:kms' or 'aws:kms:dsse'")
         self._s3 = s3_client
         self.bucket = bucket
         self.prefix = prefix
@@ -179,26 +343,66 @@ class Archiver:
         self._session = session or requests.Session()
         self._config = transfer_config or default_transfer_config()
         self._timeout = timeout
+        self._sse = sse
+        self._sse_kms_key_id = sse_kms_key_id
+        self._storage_class = storage_class
 
     def __repr__(self) -> str:
         return f"Archiver(bucket={self.bucket!r}, prefix={self.prefix!r})"
 
-    def archive(self, job_id: str, akool_id: str, url: str) -> ArchiveResult:
-        """Stream `url` into s3://bucket/prefix<job_id>.mp4 and return where it went."""
+    def archive(
+        self,
+        job_id: str,
+        akool_id: str,
+        url: str,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> ArchiveResult:
+        """Stream `url` into s3://bucket/prefix<job_id>.mp4 and return where it went.
+
+        `on_progress`, if given, is called with the bytes read so far after each chunk
+        (about one call per upload part), possibly from a transfer thread.
+        """
         key = archive_key(self.prefix, job_id)
         response = self._open(url)
         with response:
-            reader = _StreamReader(response, response.url or url, self._max)
+            reader = _StreamReader(response, response.url or url, self._max, on_progress)
             self._upload(reader, key, {"job-id": job_id, "akool-id": _safe_meta(akool_id)})
         uri = f"s3://{self.bucket}/{key}"
         logger.info("Archived %s (%d bytes) to %s", job_id, reader.size, uri)
         return ArchiveResult(uri, self.bucket, key, reader.size, reader.digest.hexdigest())
+
+    def existing(self, job_id: str) -> ArchiveResult | None:
+        """The job's object if it is already stored under its key with its job id, else None.
+
+        Lets a re-driven archive adopt an upload that finished before a crash instead of
+        downloading again. A multipart object only exists once complete, so it is whole;
+        its sha256 is not known here and is given as "".
+        """
+        key = archive_key(self.prefix, job_id)
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code in FORBIDDEN_S3_CODES:
+                logger.warning("May not read s3://%s/%s; archiving it again", self.bucket, key)
+            if code in MISSING_S3_CODES | FORBIDDEN_S3_CODES:
+                return None
+            raise _storage_error(e, self.bucket, key, "read") from e
+        except BotoCoreError as e:
+            raise self._unreachable(key, "read") from e
+        if head.get("Metadata", {}).get("job-id") != job_id:
+            logger.warning("s3://%s/%s exists but belongs to another job", self.bucket, key)
+            return None
+        uri = f"s3://{self.bucket}/{key}"
+        return ArchiveResult(uri, self.bucket, key, int(head.get("ContentLength", 0)), "")
 
     def _open(self, url: str) -> requests.Response:
         """GET the video, following redirects only to allowed hosts."""
         for _ in range(MAX_REDIRECTS + 1):
             check_source(url, self._allowed)
             response = self._get(url)
+            check_peer(response, url, self._allowed)
             if response.is_redirect and "Location" in response.headers:
                 url = urljoin(url, response.headers["Location"])
                 response.close()
@@ -239,24 +443,38 @@ class Archiver:
                 f"the video is {length} bytes, over ARCHIVE_MAX_BYTES ({self._max})", url=url
             )
 
+    def _extra_args(self, metadata: dict[str, str]) -> dict[str, Any]:
+        """The upload's object settings: type, metadata, and encryption and class if set."""
+        extra: dict[str, Any] = {"ContentType": CONTENT_TYPE, "Metadata": metadata}
+        optional = {
+            "ServerSideEncryption": self._sse,
+            "SSEKMSKeyId": self._sse_kms_key_id,
+            "StorageClass": self._storage_class,
+        }
+        extra.update({name: value for name, value in optional.items() if value})
+        return extra
+
     def _upload(self, reader: _StreamReader, key: str, metadata: dict[str, str]) -> None:
-        extra = {"ContentType": CONTENT_TYPE, "Metadata": metadata}
+        extra = self._extra_args(metadata)
         try:
             self._s3.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra, Config=self._config)
         except ClientError as e:
             raise _storage_error(e, self.bucket, key) from e
         except BotoCoreError as e:
-            raise StorageError(
-                f"could not reach S3 to store s3://{self.bucket}/{key}", bucket=self.bucket, key=key
-            ) from e
+            raise self._unreachable(key, "store") from e
+
+    def _unreachable(self, key: str, action: str) -> StorageError:
+        return StorageError(
+            f"could not reach S3 to {action} s3://{self.bucket}/{key}", bucket=self.bucket, key=key
+        )
 
 
 def _storage_error(
-    error: ClientError, bucket: str, key: str
+    error: ClientError, bucket: str, key: str, action: str = "store"
 ) -> StorageError | StoragePermanentError:
     code = str(error.response.get("Error", {}).get("Code", "Unknown"))
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    text = f"S3 refused to store s3://{bucket}/{key} ({code})"
+    text = f"S3 refused to {action} s3://{bucket}/{key} ({code})"
     if code in PERMANENT_S3_CODES:
         return StoragePermanentError(text, bucket=bucket, key=key, status=status)
     return StorageError(text, bucket=bucket, key=key, status=status)

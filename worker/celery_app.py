@@ -33,6 +33,7 @@ PUBLISH_RETRY_POLICY = {
     "interval_max": 3.0,
 }
 RESULT_EXPIRES_SECONDS = 24 * 3600
+EXPIRY_GUARD_INTERVAL_SECONDS = 600.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -83,6 +84,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "lipsync.archive": {"queue": ARCHIVE_QUEUE},
         },
         "task_create_missing_queues": True,
+        # Beat (the Procfile's beat: line) runs the sweeper and the expiry guard. A sweep that
+        # waited past its interval is dropped: the next one does the same work.
+        "beat_schedule": {
+            "sweep-stalled-jobs": {
+                "task": "lipsync.sweep",
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"expires": settings.sweep_interval_seconds},
+            },
+            "expiry-guard": {
+                "task": "lipsync.expiry_guard",
+                "schedule": EXPIRY_GUARD_INTERVAL_SECONDS,
+                "options": {"expires": EXPIRY_GUARD_INTERVAL_SECONDS},
+            },
+        },
         # No event stream unless an operator turns it on (Flower: celery -A ... events).
         "worker_send_task_events": False,
         "task_send_sent_event": False,

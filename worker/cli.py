@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from config.settings import ConfigError
-from worker.jobs import Job
+from worker.jobs import STATUSES, Job
 
 WAIT_INTERVAL_SECONDS = 0.5
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show a job's record")
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true", help="print the record as JSON")
+    jobs = sub.add_parser("jobs", help="list recent jobs as a table")
+    jobs.add_argument("--status", choices=STATUSES, default=None, help="only jobs in this state")
+    jobs.add_argument(
+        "--at-risk", action="store_true", help="only jobs whose video Akool deletes within 24 h"
+    )
+    jobs.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     demo = sub.add_parser("demo", help="run one job through a private local stack")
     demo.add_argument("--size", type=int, default=None, help="bytes of the simulated video")
     return parser
@@ -97,6 +103,50 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _job_rows(args: argparse.Namespace) -> list[Job]:
+    from worker import deps
+    from worker.sweeper import at_risk
+
+    store = deps.job_store()
+    if args.at_risk:
+        return at_risk(store)[: args.limit]
+    jobs = []
+    for job_id in store.recent_ids(limit=args.limit if not args.status else 10 * args.limit):
+        try:
+            job = store.get(job_id)
+        except KeyError:
+            continue
+        if args.status is None or job.status == args.status:
+            jobs.append(job)
+    return jobs[: args.limit]
+
+
+def format_table(jobs: list[Job]) -> str:
+    """Jobs as an aligned text table, one row each."""
+    header = ("JOB", "STATUS", "CREATED", "AKOOL DELETES", "ARCHIVE / ERROR")
+    rows = [header] + [
+        (
+            j.id,
+            j.status,
+            j.created_at.strftime("%Y-%m-%d %H:%M"),
+            j.expires_at.strftime("%Y-%m-%d %H:%M") if j.expires_at else "-",
+            (j.archive_uri or j.error or "")[:80],
+        )
+        for j in jobs
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    )
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    jobs = _job_rows(args)
+    print(format_table(jobs) if jobs else "no jobs")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -106,7 +156,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lipsync` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"submit": _cmd_submit, "status": _cmd_status, "demo": _cmd_demo}
+    handlers = {
+        "submit": _cmd_submit,
+        "status": _cmd_status,
+        "jobs": _cmd_jobs,
+        "demo": _cmd_demo,
+    }
     try:
         return handlers[args.command](args)
     except (ConfigError, ValueError) as e:

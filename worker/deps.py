@@ -17,6 +17,7 @@ from config.settings import Settings, get_settings
 from worker.akool import AkoolClient
 from worker.archive import UPLOAD_CONCURRENCY, Archiver
 from worker.jobs import JobStore
+from worker.ratelimit import RequestBudget
 
 # A Redis call that hangs longer than this is treated as an outage (StoreUnavailable).
 REDIS_SOCKET_TIMEOUT_SECONDS = 10.0
@@ -59,6 +60,7 @@ def akool_client() -> AkoolClient:
         client_id=s.akool_client_id,
         client_secret=s.akool_client_secret,
         timeout=s.akool_timeout_seconds,
+        budget=RequestBudget(redis_client(), s.akool_max_rps),
     )
 
 

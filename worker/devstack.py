@@ -136,6 +136,8 @@ class RedisServer:
             "",
             "--daemonize",
             "no",
+            "--databases",
+            "64",
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",

@@ -1,9 +1,13 @@
 """Job records in Redis: the source of truth about each lip-sync job.
 
-One hash per job (`lipsync:job:<id>`), refreshed to expire after the retention period, plus a
-sorted set of job ids by creation time for listing. A job in a final state (`archived`,
-`failed`) is never changed by a late or duplicated task: updates are checked atomically in a
-Lua script.
+One hash per job (`lipsync:job:<id>`), refreshed to expire after the retention period, and
+three sorted sets of job ids:
+- `lipsync:jobs`, by creation time, for listing;
+- `lipsync:due`, by the time each unfinished job must next show progress: the sweeper
+  re-drives jobs whose time has passed (a crashed worker, a lost message);
+- `lipsync:expiry`, by when Akool deletes each result not yet archived, for the expiry guard.
+A job in a final state (`archived`, `failed`) is never changed by a late or duplicated task:
+updates are checked atomically in a Lua script, which also keeps the sorted sets in step.
 """
 
 from __future__ import annotations
@@ -34,17 +38,46 @@ FINAL_STATUSES = (ARCHIVED, FAILED)
 
 KEY_PREFIX = "lipsync:job:"
 INDEX_KEY = "lipsync:jobs"
+DUE_KEY = "lipsync:due"
+EXPIRY_KEY = "lipsync:expiry"
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
-# Sets fields unless the job is in a final state. KEYS[1] job hash; ARGV[1] ttl seconds,
+# Sets fields unless the job is in a final state, and keeps the due/expiry sets in step.
+# KEYS: job hash, due set, expiry set. ARGV: ttl seconds, job id, due time ('' = unchanged),
 # then field/value pairs. Returns 1 when written, 0 when the job is final, -1 when missing.
 _UPDATE_UNLESS_FINAL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'archived' or status == 'failed' then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+status = redis.call('HGET', KEYS[1], 'status')
+local expires = redis.call('HGET', KEYS[1], 'expires_ts')
+local result = redis.call('HGET', KEYS[1], 'result_url')
+if status == 'archived' or status == 'failed' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  -- A failed job whose video exists at Akool is still worth saving: keep watching it.
+  if status == 'archived' or not result or result == '' then
+    redis.call('ZREM', KEYS[3], ARGV[2])
+  end
+  return 1
+end
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
+if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[2]) end
 return 1
+"""
+
+# Takes the poll loop for a task id: the first loop to run (or the one the sweeper names)
+# owns the job; a duplicated loop finds another owner and stops. KEYS[1] job hash,
+# ARGV[1] task id. Returns 1 when this task owns the polling.
+_OWN_POLL = """
+local owner = redis.call('HGET', KEYS[1], 'poll_owner')
+if not owner or owner == '' then
+  redis.call('HSET', KEYS[1], 'poll_owner', ARGV[1])
+  return 1
+end
+if owner == ARGV[1] then return 1 end
+return 0
 """
 
 
@@ -85,6 +118,8 @@ class Job:
     submit_claimed_ts: float | None = None
     polls: int = 0
     archive_bytes: int | None = None
+    poll_owner: str | None = None
+    redrives: int = 0
 
     @property
     def created_at(self) -> datetime:
@@ -109,7 +144,7 @@ class Job:
 
 
 _FLOAT_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_ts")}
-_INT_FIELDS = {"polls", "archive_bytes"}
+_INT_FIELDS = {"polls", "archive_bytes", "redrives"}
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -158,12 +193,19 @@ class JobStore:
         self._redis = client
         self._retention = int(retention_seconds)
         self._update = client.register_script(_UPDATE_UNLESS_FINAL)
+        self._own_poll = client.register_script(_OWN_POLL)
 
     @_translated
     def create(
-        self, job_id: str, video_url: str, audio_url: str, webhook_url: str | None = None
+        self,
+        job_id: str,
+        video_url: str,
+        audio_url: str,
+        webhook_url: str | None = None,
+        *,
+        due: float,
     ) -> Job:
-        """Store a new job in state `queued`."""
+        """Store a new job in state `queued`, due to show progress by `due` (epoch s)."""
         now = time.time()
         job = Job(
             id=job_id,
@@ -181,6 +223,7 @@ class JobStore:
         pipe.hset(self._key(job_id), mapping=_encode(values))
         pipe.expire(self._key(job_id), self._retention)
         pipe.zadd(INDEX_KEY, {job_id: now})
+        pipe.zadd(DUE_KEY, {job_id: due})
         # The index forgets ids whose records have expired, so it cannot grow forever.
         pipe.zremrangebyscore(INDEX_KEY, 0, now - self._retention)
         pipe.execute()
@@ -195,14 +238,54 @@ class JobStore:
         return Job(**_decode(raw))
 
     @_translated
-    def update(self, job_id: str, **values: Any) -> bool:
-        """Set fields (and refresh `updated_ts`) unless the job is final; False if it is."""
+    def update(self, job_id: str, *, due: float | None = None, **values: Any) -> bool:
+        """Set fields (and refresh `updated_ts`) unless the job is final; False if it is.
+
+        `due` is when the job must next show progress, or the sweeper re-drives it.
+        """
         values.setdefault("updated_ts", time.time())
         flat = [item for pair in _encode(values).items() for item in pair]
-        result = self._update(keys=[self._key(job_id)], args=[self._retention, *flat])
+        keys = [self._key(job_id), DUE_KEY, EXPIRY_KEY]
+        args = [self._retention, job_id, "" if due is None else repr(due), *flat]
+        result = self._update(keys=keys, args=args)
         if result == -1:
             raise KeyError(job_id)
         return result == 1
+
+    @_translated
+    def heartbeat(self, job_id: str, due: float) -> None:
+        """A sign of life from a running step: push the job's due time to `due`."""
+        pipe = self._redis.pipeline()
+        pipe.hset(self._key(job_id), "updated_ts", time.time())
+        pipe.zadd(DUE_KEY, {job_id: due}, xx=True)  # never re-adds a finished job
+        pipe.execute()
+
+    @_translated
+    def own_poll(self, job_id: str, task_id: str) -> bool:
+        """True when `task_id` is (now) the one poll loop of this job."""
+        return bool(self._own_poll(keys=[self._key(job_id)], args=[task_id]))
+
+    @_translated
+    def overdue(self, now: float, limit: int = 500) -> list[str]:
+        """Ids of unfinished jobs whose due time has passed, most overdue first."""
+        ids = self._redis.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    @_translated
+    def forget_due(self, job_id: str) -> None:
+        """Drop a job from the due set (its record expired or it is final)."""
+        self._redis.zrem(DUE_KEY, job_id)
+
+    @_translated
+    def expiring(self, before: float, limit: int = 1000) -> list[str]:
+        """Ids of jobs not archived whose video Akool deletes before `before` (epoch s)."""
+        ids = self._redis.zrangebyscore(EXPIRY_KEY, "-inf", before, start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    @_translated
+    def forget_expiry(self, job_id: str) -> None:
+        """Drop a job from the expiry set (its record expired)."""
+        self._redis.zrem(EXPIRY_KEY, job_id)
 
     def fail(self, job_id: str, error: str) -> bool:
         """Mark the job failed with a sentence saying why (unless it is already final)."""
@@ -228,6 +311,11 @@ class JobStore:
         """The newest job ids, newest first, dropping ids whose records have expired."""
         ids = [i.decode() for i in self._redis.zrevrange(INDEX_KEY, 0, limit - 1)]
         return [i for i in ids if self._redis.exists(self._key(i))]
+
+    @_translated
+    def try_lock(self, name: str, seconds: float) -> bool:
+        """Take a fleet-wide lock for `seconds` (no release: it simply expires)."""
+        return bool(self._redis.set(f"lipsync:lock:{name}", "1", nx=True, px=int(seconds * 1000)))
 
     @staticmethod
     def _key(job_id: str) -> str:

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from config.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
+from config.settings import (
+    AKOOL_CONNECT_TIMEOUT_SECONDS,
+    AKOOL_FILE_LIFETIME_SECONDS,
+    STALL_SECONDS,
+    Settings,
+)
 from worker.akool import AkoolClient, AkoolStatus
 from worker.archive import Archiver
 from worker.backoff import backoff_seconds, clip_to_deadline
 from worker.errors import (
     AkoolError,
     AkoolJobFailed,
+    AkoolRateLimited,
     AkoolRequestNotSent,
     AkoolSubmitUnknown,
     AkoolTransientError,
@@ -27,6 +34,12 @@ from worker.jobs import ARCHIVED, ARCHIVING, FAILED, PROCESSING, SUBMITTED, Job,
 
 logger = logging.getLogger(__name__)
 
+SUBMIT_UNKNOWN_MESSAGE = (
+    "a submit for this job was sent to Akool but its answer was never recorded (the worker "
+    "stopped or the task was repeated); whether Akool created the job cannot be known, so "
+    "it was not sent again, to avoid paying twice"
+)
+
 
 def _proves_not_created(error: AkoolError) -> bool:
     """True when a failed submit certainly created no Akool job.
@@ -35,7 +48,14 @@ def _proves_not_created(error: AkoolError) -> bool:
     refusing before any work; a refused connection never carried the request. A 5xx, a
     timeout or a garbled answer may come after Akool created the job.
     """
-    return isinstance(error, AkoolRequestNotSent) or error.code is not None or error.status == 429
+    if isinstance(error, AkoolRequestNotSent | AkoolRateLimited):
+        return True
+    return error.code is not None or error.status == 429
+
+
+def submit_stall_seconds(settings: Settings) -> float:
+    """How long a running submit may stay silent: its longest Akool call plus the margin."""
+    return settings.akool_timeout_seconds + AKOOL_CONNECT_TIMEOUT_SECONDS + settings.stall_seconds
 
 
 def submit_step(
@@ -46,19 +66,21 @@ def submit_step(
     *,
     now: float | None = None,
 ) -> str | None:
-    """Send the job to Akool once; return Akool's id, or None when the job is final."""
+    """Send the job to Akool at most once; return Akool's id.
+
+    Returns None when there is nothing to do: the job is final, or it was submitted already
+    (a duplicated or redelivered task; the sweeper keeps such a job moving).
+    """
     job = store.get(job_id)
     if job.is_final or job.akool_id:
-        return job.akool_id if not job.is_final else None
-    if not store.claim_submit(job_id):
-        raise AkoolSubmitUnknown(
-            "a submit for this job was already sent to Akool and its outcome is unknown; "
-            "it was not sent again so the lip-sync is not paid for twice"
-        )
-    akool_id = _send_submit(store, client, job)
+        return None
+    # From here the sweeper expects an answer within the longest Akool call.
+    store.heartbeat(job_id, time.time() + submit_stall_seconds(settings))
+    akool_id = _send_submit(store, client, job, settings)
     now = time.time() if now is None else now
     store.update(
         job_id,
+        due=now + settings.stall_seconds,
         status=SUBMITTED,
         akool_id=akool_id,
         submitted_ts=now,
@@ -69,9 +91,37 @@ def submit_step(
     return akool_id
 
 
-def _send_submit(store: JobStore, client: AkoolClient, job: Job) -> str:
+def _claim_once(store: JobStore, job: Job, settings: Settings) -> Callable[[], None]:
+    """The hook run right before the POST leaves: take the job's one submit claim.
+
+    Taken this late, after any wait for the request budget, a claim means the request was
+    about to go out. A second send within the same step (after Akool refused a token with
+    1101, so certainly nothing was created) keeps the claim it has.
+    """
+    claimed = False
+
+    def claim() -> None:
+        nonlocal claimed
+        if claimed:
+            return
+        if not store.claim_submit(job.id):
+            raise AkoolSubmitUnknown(SUBMIT_UNKNOWN_MESSAGE)
+        claimed = True
+        store.heartbeat(job.id, time.time() + submit_stall_seconds(settings))
+
+    return claim
+
+
+def _send_submit(store: JobStore, client: AkoolClient, job: Job, settings: Settings) -> str:
     try:
-        return client.submit(job.video_url, job.audio_url, job.webhook_url)
+        return client.submit(
+            job.video_url,
+            job.audio_url,
+            job.webhook_url,
+            before_send=_claim_once(store, job, settings),
+        )
+    except AkoolSubmitUnknown:
+        raise
     except AkoolError as e:
         if _proves_not_created(e):
             store.release_submit(job.id)
@@ -97,8 +147,23 @@ def next_poll_delay(job: Job, settings: Settings, *, now: float | None = None) -
     return clip_to_deadline(delay, now, deadline)
 
 
+def plan_next_poll(
+    store: JobStore, job_id: str, settings: Settings, *, at_least: float = 0.0
+) -> float:
+    """Choose the countdown to the next poll and tell the sweeper when to expect it."""
+    now = time.time()
+    delay = max(next_poll_delay(store.get(job_id), settings, now=now), at_least)
+    store.heartbeat(job_id, now + delay + settings.stall_seconds)
+    return delay
+
+
 def poll_step(
-    store: JobStore, client: AkoolClient, job_id: str, *, now: float | None = None
+    store: JobStore,
+    client: AkoolClient,
+    job_id: str,
+    *,
+    now: float | None = None,
+    stall: float = STALL_SECONDS,
 ) -> AkoolStatus | None:
     """Ask Akool once; return its status, or None when the job is final.
 
@@ -113,14 +178,16 @@ def poll_step(
     store.count_poll(job_id)
     try:
         status = client.status(job.akool_id)
+    except AkoolRateLimited:
+        raise  # Akool was not asked: no reason to declare a timeout yet
     except AkoolTransientError as e:
         _check_deadline(job, now, f"the last poll failed: {e}")
         raise
-    return _record_status(store, job, status, now)
+    return _record_status(store, job, status, now, stall)
 
 
 def _record_status(
-    store: JobStore, job: Job, status: AkoolStatus, now: float | None
+    store: JobStore, job: Job, status: AkoolStatus, now: float | None, stall: float
 ) -> AkoolStatus:
     if status.failed:
         raise AkoolJobFailed(
@@ -128,7 +195,13 @@ def _record_status(
         )
     stamp = time.time() if now is None else now
     if status.done:
-        store.update(job.id, status=ARCHIVING, result_url=status.video_url, completed_ts=stamp)
+        store.update(
+            job.id,
+            due=stamp + stall,
+            status=ARCHIVING,
+            result_url=status.video_url,
+            completed_ts=stamp,
+        )
         logger.info("Akool finished %s (%s)", job.id, job.akool_id)
         return status
     if job.status != PROCESSING:
@@ -146,10 +219,37 @@ def _check_deadline(job: Job, now: float | None, detail: str) -> None:
         )
 
 
+# While a video streams, tell the sweeper at most this often that the archive is alive.
+HEARTBEAT_INTERVAL_SECONDS = 5.0
+
+
+def _heartbeats(store: JobStore, job_id: str, stall: float) -> Callable[[int], None]:
+    """A progress callback that pushes the job's due time forward, at most every 5 s."""
+    last = time.monotonic()
+
+    def beat(_bytes_so_far: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= HEARTBEAT_INTERVAL_SECONDS:
+            last = time.monotonic()
+            store.heartbeat(job_id, time.time() + stall)
+
+    return beat
+
+
 def archive_step(
-    store: JobStore, archiver: Archiver, job_id: str, *, now: float | None = None
+    store: JobStore,
+    archiver: Archiver,
+    job_id: str,
+    *,
+    now: float | None = None,
+    stall: float = STALL_SECONDS,
 ) -> str | None:
-    """Copy the result into S3 once; return its s3:// URI (None when the job failed)."""
+    """Copy the result into S3 once; return its s3:// URI (None when the job failed).
+
+    An object already stored for this job (a crash after the upload, before the record was
+    updated) is adopted, not downloaded again. While streaming, the job's due time is pushed
+    forward so the sweeper leaves a long copy alone.
+    """
     job = store.get(job_id)
     if job.status == FAILED:
         return None
@@ -157,7 +257,13 @@ def archive_step(
         return job.archive_uri
     if not job.result_url:
         raise JobStateError(f"job {job_id} has no result URL to archive")
-    result = archiver.archive(job.id, job.akool_id or "", job.result_url)
+    store.heartbeat(job_id, time.time() + stall)
+    result = archiver.existing(job.id) or archiver.archive(
+        job.id,
+        job.akool_id or "",
+        job.result_url,
+        on_progress=_heartbeats(store, job_id, stall),
+    )
     stamp = time.time() if now is None else now
     store.update(
         job_id,

@@ -3,6 +3,11 @@
 Standard library only. Each job's behaviour is scripted by ``sim_*`` query parameters on the
 submitted ``video_url`` (the URL itself is never fetched). See ``Scenario`` for the list.
 
+Controls for tests, under ``/_sim``: ``GET /_sim/stats`` (counters), ``GET /_sim/jobs/<id>``,
+``POST /_sim/reset``, ``POST /_sim/revoke-tokens`` and ``POST /_sim/rate-limit`` with
+``{"per_second": N}`` (0 or null: off), which answers code 1005 to any submit or poll beyond
+N in the current one-second window, as Akool does when requests come too often.
+
 Run it standalone with ``python -m worker.simulator --port 8080``.
 """
 
@@ -12,13 +17,15 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import secrets
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
@@ -34,6 +41,11 @@ SUBMIT_PATH = "/api/open/v3/content/video/lipsync"
 POLL_PATH = "/api/open/v3/content/video/infobymodelid"
 MSG_BAD_AUTH = "Invalid authorization or The request token has expired"
 MSG_EMPTY_AUTH = "Authorization cannot be empty"
+MSG_TOO_FREQUENT = "requests are being made too frequently"
+CODE_TOO_FREQUENT = 1005
+API_PATHS = (GET_AUTH_PATH, SUBMIT_PATH, POLL_PATH)
+# Printable ASCII only: a scripted header value must not be able to split the answer.
+_HEADER_SAFE = frozenset(chr(c) for c in range(0x20, 0x7F))
 FILE_ERRORS = {
     "expired": (410, b"expired"),
     "gone": (404, b"not found"),
@@ -72,6 +84,9 @@ class Scenario:
     file: str = "ok"
     truncate_times: int = 0
     file_delay: float = 0.0
+    submit_delay: float = 0.0
+    retry_after: str | None = None
+    redirect: str | None = None
 
 
 _INT_PARAMS = {
@@ -88,7 +103,11 @@ _INT_PARAMS = {
     "sim_size": "size",
     "sim_truncate_times": "truncate_times",
 }
-_FLOAT_PARAMS = {"sim_seconds": "seconds", "sim_file_delay": "file_delay"}
+_FLOAT_PARAMS = {
+    "sim_seconds": "seconds",
+    "sim_file_delay": "file_delay",
+    "sim_submit_delay": "submit_delay",
+}
 
 
 def parse_scenario(video_url: str) -> Scenario:
@@ -108,6 +127,14 @@ def parse_scenario(video_url: str) -> Scenario:
         scenario.file = params["sim_file"][-1]
     if "sim_submit_http_after_create" in params:
         scenario.submit_http_after_create = params["sim_submit_http_after_create"][-1] == "1"
+    if "sim_redirect" in params:
+        # The file URL answers 302 to this URL (to test the archive's host checks).
+        value = params["sim_redirect"][-1]
+        scenario.redirect = value if set(value) <= _HEADER_SAFE else None
+    if "sim_retry_after" in params:
+        # Kept as text so a test can script an HTTP-date or garbage as well as seconds.
+        value = params["sim_retry_after"][-1]
+        scenario.retry_after = value if set(value) <= _HEADER_SAFE else None
     return scenario
 
 
@@ -199,19 +226,69 @@ class SimState:
         self.jobs: dict[str, Job] = {}
         self.submits = 0
         self.submits_by_video_url: dict[str, int] = {}
+        self.jobs_by_video_url: dict[str, int] = {}
         self.polls = 0
         self.token_requests = 0
         self.downloads = 0
+        self.rate_limit: int | None = None
+        # The clock of the rate windows; tests may replace it to place requests exactly.
+        self.clock: Callable[[], float] = time.monotonic
+        self._reset_rate_counters()
+
+    def _reset_rate_counters(self) -> None:
+        """Forget the request-rate counters (the caller holds the lock, or is __init__)."""
+        self.rate_limited = 0
+        self.max_requests_per_second = 0
+        self._recent_requests: deque[float] = deque()
+        self._window = -1
+        self._window_count = 0
 
     def reset(self) -> None:
-        """Forget jobs and counters (issued tokens stay valid)."""
+        """Forget jobs and counters and turn the rate limit off (issued tokens stay valid)."""
         with self.lock:
             self.jobs = {}
             self.submits = 0
             self.submits_by_video_url = {}
+            self.jobs_by_video_url = {}
             self.polls = 0
             self.token_requests = 0
             self.downloads = 0
+            self.rate_limit = None
+            self._reset_rate_counters()
+
+    def set_rate_limit(self, per_second: int | None) -> None:
+        """Answer 1005 beyond ``per_second`` submits and polls a second (None or 0: off)."""
+        with self.lock:
+            self.rate_limit = per_second or None
+            self._window = -1
+            self._window_count = 0
+
+    def note_api_request(self) -> None:
+        """Count one request to an Akool endpoint towards the busiest one-second window."""
+        now = self.clock()
+        with self.lock:
+            # A sliding window (the last second up to now) finds the true peak, which a
+            # window aligned to whole seconds could split in two.
+            self._recent_requests.append(now)
+            while self._recent_requests[0] <= now - 1.0:
+                self._recent_requests.popleft()
+            self.max_requests_per_second = max(
+                self.max_requests_per_second, len(self._recent_requests)
+            )
+
+    def over_rate_limit(self) -> bool:
+        """Count one submit or poll in the current whole second; True when it is too many."""
+        with self.lock:
+            if self.rate_limit is None:
+                return False
+            second = int(self.clock())
+            if second != self._window:
+                self._window, self._window_count = second, 0
+            self._window_count += 1
+            if self._window_count <= self.rate_limit:
+                return False
+            self.rate_limited += 1
+            return True
 
     def issue_token(self) -> str:
         """Issue and remember a new bearer token."""
@@ -244,6 +321,7 @@ class SimState:
         job = Job(secrets.token_hex(12), video_url, audio_url, webhook_url, scenario, size)
         with self.lock:
             self.jobs[job.job_id] = job
+            self.jobs_by_video_url[video_url] = self.jobs_by_video_url.get(video_url, 0) + 1
         logger.info("simulator created job %s", job.job_id)
         return job
 
@@ -266,9 +344,12 @@ class SimState:
             return {
                 "submits": self.submits,
                 "submits_by_video_url": dict(self.submits_by_video_url),
+                "jobs_by_video_url": dict(self.jobs_by_video_url),
                 "polls": self.polls,
                 "token_requests": self.token_requests,
                 "downloads": self.downloads,
+                "rate_limited": self.rate_limited,
+                "max_requests_per_second": self.max_requests_per_second,
             }
 
     def job_info(self, job: Job) -> dict[str, Any]:
@@ -286,6 +367,14 @@ class SimState:
                 "downloads": job.downloads,
                 "status": job.status_for(job.status_polls),
             }
+
+
+def _sleep_submit_delay(scenario: Scenario) -> None:
+    """Hold a submit's answer after its job exists: a slow Akool, during which a worker may
+    be killed with the job created but its id unknown."""
+    delay = scenario.submit_delay
+    if math.isfinite(delay) and delay > 0:
+        time.sleep(delay)
 
 
 class _Server(ThreadingHTTPServer):
@@ -340,9 +429,15 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer an Akool envelope ``{code, msg, data}`` with HTTP 200."""
         self._send_json({"code": code, "msg": msg, "data": data})
 
-    def _send_html_error(self, status: int) -> None:
-        """Answer a non-JSON gateway error page."""
-        self._send_bytes(status, HTML_ERROR, "text/html")
+    def _send_html_error(self, status: int, retry_after: str | None = None) -> None:
+        """Answer a non-JSON gateway error page, with a Retry-After header when given."""
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(HTML_ERROR)))
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.end_headers()
+        self.wfile.write(HTML_ERROR)
 
     def _read_json(self) -> Any:
         """Read the request body and decode it as JSON; None when absent or invalid."""
@@ -359,6 +454,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Dispatch GET requests."""
         parts = urlsplit(self.path)
         path = parts.path
+        if path in API_PATHS:
+            self.state.note_api_request()
         if path == POLL_PATH:
             self._handle_poll(parse_qs(parts.query))
         elif path.startswith("/files/") and path.endswith(".mp4"):
@@ -374,6 +471,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Dispatch POST requests."""
         path = urlsplit(self.path).path
         body = self._read_json()
+        if path in API_PATHS:
+            self.state.note_api_request()
         if path == GET_AUTH_PATH:
             self._handle_token(body)
         elif path == SUBMIT_PATH:
@@ -382,6 +481,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"revoked": self.state.revoke_tokens()})
         elif path == "/_sim/reset":
             self.state.reset()
+            self._send_json({"reset": True})
+        elif path == "/_sim/rate-limit":
+            self._handle_rate_limit(body)
+        elif path == "/_sim/reset-window":
+            with self.state.lock:
+                self.state.max_requests_per_second = 0
             self._send_json({"reset": True})
         else:
             self._send_json({"code": 404, "msg": "not found", "data": None}, 404)
@@ -411,6 +516,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_code(error[0], error[1])
         return False
 
+    def _admitted(self) -> bool:
+        """Answer an auth error or code 1005 and return False, or return True."""
+        if not self._authorised():
+            return False
+        if self.state.over_rate_limit():
+            self._send_code(CODE_TOO_FREQUENT, MSG_TOO_FREQUENT)
+            return False
+        return True
+
     # ---- endpoints -----------------------------------------------------------------------
 
     def _handle_token(self, body: Any) -> None:
@@ -431,7 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle_submit(self, body: Any) -> None:
         """POST lipsync: validate, apply the submit scenario, create a job."""
-        if not self._authorised():
+        if not self._admitted():
             return
         fields = body if isinstance(body, dict) else {}
         video_url, audio_url = fields.get("video_url"), fields.get("audio_url")
@@ -452,17 +566,19 @@ class _Handler(BaseHTTPRequestHandler):
         if scenario.submit_http is not None and count <= scenario.submit_http_times:
             if scenario.submit_http_after_create:
                 self.state.create_job(video_url, audio_url, webhook_url)
-            self._send_html_error(scenario.submit_http)
+                _sleep_submit_delay(scenario)
+            self._send_html_error(scenario.submit_http, scenario.retry_after)
             return
         if scenario.submit_code is not None and _within(count, scenario.submit_code_times):
             self._send_code(scenario.submit_code, f"simulated error {scenario.submit_code}")
             return
         job = self.state.create_job(video_url, audio_url, webhook_url)
+        _sleep_submit_delay(scenario)
         self._send_code(1000, "OK", job.record())
 
     def _handle_poll(self, query: dict[str, list[str]]) -> None:
         """GET infobymodelid: answer the job's scripted status."""
-        if not self._authorised():
+        if not self._admitted():
             return
         with self.state.lock:
             self.state.polls += 1
@@ -480,7 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
             job.polls += 1
             count = job.polls
         if scenario.poll_http is not None and count <= scenario.poll_http_times:
-            self._send_html_error(scenario.poll_http)
+            self._send_html_error(scenario.poll_http, scenario.retry_after)
             return
         if scenario.poll_code is not None and _within(count, scenario.poll_code_times):
             self._send_code(scenario.poll_code, f"simulated error {scenario.poll_code}")
@@ -497,6 +613,18 @@ class _Handler(BaseHTTPRequestHandler):
             "create_time": job.create_time,
         }
         self._send_code(1000, "OK", data)
+
+    def _handle_rate_limit(self, body: Any) -> None:
+        """POST /_sim/rate-limit ``{"per_second": N}``: set the limit (0 or null: off)."""
+        # A body that is not a JSON object, or lacks the field, is refused like a bad value.
+        value = body.get("per_second", -1) if isinstance(body, dict) else -1
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            self._send_json({"error": "per_second must be a whole number >= 0 or null"}, 400)
+            return
+        self.state.set_rate_limit(value)
+        self._send_json({"per_second": value or None})
 
     def _handle_job_info(self, job_id: str) -> None:
         """GET /_sim/jobs/<id>: inspection view of one job."""
@@ -516,6 +644,12 @@ class _Handler(BaseHTTPRequestHandler):
             job.downloads += 1
             self.state.downloads += 1
             count = job.downloads
+        if job.scenario.redirect:
+            self.send_response(302)
+            self.send_header("Location", job.scenario.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if job.scenario.file in FILE_ERRORS:
             status, text = FILE_ERRORS[job.scenario.file]
             self._send_bytes(status, text, "text/plain")

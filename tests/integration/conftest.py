@@ -4,6 +4,7 @@ simulator and Celery workers started from the Procfile's command. No eager mode.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 import redis
 
 from worker.demo import procfile_argv, stored_sha256
-from worker.devstack import BUCKET, Process, Stack, local_stack, start_worker
+from worker.devstack import BUCKET, Process, Stack, local_stack, start_worker, wait_until
 from worker.jobs import Job, JobStore
 
 JOB_TIMEOUT_SECONDS = 60.0
@@ -44,12 +45,27 @@ def procfile_worker_env(env: dict[str, str]) -> dict[str, str]:
 class Deployment:
     """One worker deployment: a Redis database of its own, a worker, and ways to use them."""
 
-    def __init__(self, stack: Stack, env: dict[str, str], worker: Process) -> None:
+    def __init__(self, stack: Stack, env: dict[str, str], name: str, beat: bool = False) -> None:
         self.stack = stack
         self.env = env
-        self.worker = worker
+        self.name = name
+        self.worker = start_procfile_worker(stack, env, name)
+        self.beat = start_procfile_beat(stack, env, name) if beat else None
         self.redis = redis.Redis.from_url(env["REDIS_URL"])
         self.store = JobStore(self.redis, retention_seconds=3600)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and all its pool processes, as a crash would."""
+        self.worker.stop(signal.SIGKILL)
+
+    def restart_worker(self) -> None:
+        self.worker.stop()
+        self.worker = start_procfile_worker(self.stack, self.env, self.name)
+
+    def stop(self) -> None:
+        for process in (self.worker, self.beat):
+            if process is not None:
+                process.stop()
 
     def submit(self, video: str, audio: str = AUDIO_URL) -> str:
         """submit_lipsync from another Python process, as application code would."""
@@ -89,28 +105,50 @@ class Deployment:
         return stored_sha256(self.stack.s3_client(), BUCKET, key)
 
     def submits_for(self, video: str) -> int:
+        """Submit requests that reached Akool for this video (refused ones included)."""
         return int(self.stack.simulator.stats()["submits_by_video_url"].get(video, 0))
+
+    def akool_jobs_for(self, video: str) -> int:
+        """Akool jobs created (paid for) for this video."""
+        return int(self.stack.simulator.stats()["jobs_by_video_url"].get(video, 0))
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    with local_stack() as running:
+    # AOF on, as docker-compose.yml runs Redis: the fault tests restart it mid-flight.
+    with local_stack(appendonly=True) as running:
         os.environ.update({k: v for k, v in running.env.items() if k.startswith("AWS_")})
         yield running
 
 
-_databases = iter(range(1, 16))
-
-
-def _deploy(stack: Stack, **overrides: str) -> Deployment:
-    db = next(_databases)
-    env = dict(stack.env, REDIS_URL=f"redis://127.0.0.1:{stack.redis.port}/{db}", **overrides)
-    name = f"w{db}"
+def start_procfile_worker(stack: Stack, env: dict[str, str], name: str) -> Process:
+    """The Procfile's worker line, with a node name of its own."""
     argv = procfile_argv("worker")
     assert argv is not None, "the Procfile has no worker line"
     argv += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
-    worker = start_worker(stack.directory, procfile_worker_env(env), name=name, argv=argv)
-    return Deployment(stack, env, worker)
+    return start_worker(stack.directory, procfile_worker_env(env), name=name, argv=argv)
+
+
+def start_procfile_beat(stack: Stack, env: dict[str, str], name: str) -> Process:
+    """The Procfile's beat line, with a schedule file of its own."""
+    argv = procfile_argv("beat")
+    assert argv is not None, "the Procfile has no beat line"
+    schedule = str(stack.directory / f"beat-{name}")
+    argv = [schedule if arg.startswith("/tmp/") else arg for arg in argv]
+    log = stack.directory / f"beat-{name}.log"
+    process = Process(f"beat-{name}", argv, log, env=procfile_worker_env(env)).start()
+    wait_until(lambda: "beat: Starting" in process.log_text(), 30, "celery beat")
+    return process
+
+
+_databases = iter(range(1, 64))
+
+
+def _deploy(stack: Stack, beat: bool = False, **overrides: str) -> Deployment:
+    db = next(_databases)
+    redis.Redis(port=stack.redis.port, db=db).flushdb()
+    env = dict(stack.env, REDIS_URL=f"redis://127.0.0.1:{stack.redis.port}/{db}", **overrides)
+    return Deployment(stack, env, f"w{db}", beat=beat)
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +156,7 @@ def deployment(stack: Stack) -> Iterator[Deployment]:
     """The default deployment: API-key auth, every queue, the Procfile's worker command."""
     deployed = _deploy(stack)
     yield deployed
-    deployed.worker.stop()
+    deployed.stop()
 
 
 @pytest.fixture
@@ -126,10 +164,10 @@ def deploy(stack: Stack) -> Iterator[Any]:
     """Start a deployment with other settings, on a Redis database of its own."""
     started: list[Deployment] = []
 
-    def factory(**overrides: str) -> Deployment:
-        started.append(_deploy(stack, **overrides))
+    def factory(beat: bool = False, **overrides: str) -> Deployment:
+        started.append(_deploy(stack, beat=beat, **overrides))
         return started[-1]
 
     yield factory
     for deployed in started:
-        deployed.worker.stop()
+        deployed.stop()

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.settings import Secret
-from worker.akool import AkoolClient, AkoolStatus, parse_envelope, parse_status
+from worker.akool import (
+    AkoolClient,
+    AkoolStatus,
+    parse_envelope,
+    parse_retry_after,
+    parse_status,
+)
+from worker.devstack import RedisServer
 from worker.errors import (
     AkoolAuthError,
     AkoolError,
     AkoolPermanentError,
+    AkoolRateLimited,
     AkoolRequestNotSent,
     AkoolTransientError,
 )
+from worker.ratelimit import RequestBudget
 from worker.simulator import Simulator, SimulatorConfig
 
 API_KEY = "sim-key-Q7distinctApiKey"
@@ -258,6 +271,141 @@ def test_the_client_repr_shows_no_secret_or_token(
         for token in tokens:
             assert token not in repr(client)
     assert sim.base_url in repr(keyed)
+
+
+# --- the shared request budget and Retry-After -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        server = RedisServer(Path(tmpdir)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def budget(redis_server: RedisServer) -> Iterator[RequestBudget]:
+    connection = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    # One request a second leaves a whole second for the test to find the budget spent.
+    yield RequestBudget(connection, 1.0, key=f"test:akool:{uuid.uuid4().hex}")
+    connection.close()
+
+
+def test_a_spent_budget_refuses_the_second_call_without_sending_it(
+    sim: Simulator, session: requests.Session, budget: RequestBudget
+) -> None:
+    client = AkoolClient(
+        sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=0
+    )
+    client.submit("https://example.invalid/v.mp4", AUDIO)
+    with pytest.raises(AkoolRateLimited) as info:
+        client.submit("https://example.invalid/v.mp4", AUDIO)
+    assert info.value.retry_after is not None and info.value.retry_after > 0
+    stats = sim_stats(sim)
+    assert stats["submits"] == 1
+    assert stats["max_requests_per_second"] == 1
+
+
+def test_the_token_request_draws_from_the_budget_too(
+    sim: Simulator, session: requests.Session, budget: RequestBudget
+) -> None:
+    client = AkoolClient(
+        sim.base_url,
+        client_id=CLIENT_ID,
+        client_secret=Secret(CLIENT_SECRET),
+        session=session,
+        budget=budget,
+        budget_wait=0,
+    )
+    with pytest.raises(AkoolRateLimited):
+        client.submit("https://example.invalid/v.mp4", AUDIO)
+    stats = sim_stats(sim)
+    assert (stats["token_requests"], stats["submits"]) == (1, 0)
+
+
+def test_a_call_waits_for_the_budget_when_budget_wait_allows(
+    sim: Simulator, session: requests.Session, budget: RequestBudget
+) -> None:
+    client = AkoolClient(
+        sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=5
+    )
+    akool_id = client.submit("https://example.invalid/v.mp4", AUDIO)
+    assert client.status(akool_id).status == 1
+    assert sim_stats(sim)["polls"] == 1
+
+
+@pytest.mark.parametrize(("http_status", "header"), [(429, "7"), (503, "2.5")])
+def test_retry_after_seconds_on_a_429_or_503_are_carried_in_retry_after(
+    sim: Simulator, session: requests.Session, http_status: int, header: str
+) -> None:
+    client = key_client(sim, session)
+    url = f"https://example.invalid/v.mp4?sim_poll_http={http_status}&sim_retry_after={header}"
+    akool_id = client.submit(url, AUDIO)
+    with pytest.raises(AkoolTransientError) as info:
+        client.status(akool_id)
+    assert info.value.status == http_status
+    assert info.value.retry_after == float(header)
+
+
+def test_retry_after_on_a_submit_answered_429_is_carried_too(
+    sim: Simulator, session: requests.Session
+) -> None:
+    client = key_client(sim, session)
+    with pytest.raises(AkoolTransientError) as info:
+        client.submit("https://example.invalid/v.mp4?sim_submit_http=429&sim_retry_after=3", AUDIO)
+    assert (info.value.status, info.value.retry_after) == (429, 3.0)
+
+
+def test_retry_after_is_ignored_on_other_statuses_and_absent_without_the_header(
+    sim: Simulator, session: requests.Session
+) -> None:
+    client = key_client(sim, session)
+    akool_id = client.submit(
+        "https://example.invalid/v.mp4?sim_poll_http=502&sim_retry_after=9", AUDIO
+    )
+    with pytest.raises(AkoolTransientError) as on_502:
+        client.status(akool_id)
+    assert on_502.value.retry_after is None
+    akool_id = client.submit("https://example.invalid/v.mp4?sim_poll_http=429", AUDIO)
+    with pytest.raises(AkoolTransientError) as bare:
+        client.status(akool_id)
+    assert bare.value.retry_after is None
+
+
+def test_code_1005_carries_no_retry_after(sim: Simulator, session: requests.Session) -> None:
+    client = key_client(sim, session)
+    with pytest.raises(AkoolTransientError) as info:
+        client.submit("https://example.invalid/v.mp4?sim_submit_code=1005", AUDIO)
+    assert (info.value.code, info.value.retry_after) == (1005, None)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("0", 0.0),
+        ("120", 120.0),
+        (" 1.5 ", 1.5),
+        ("601", 600.0),
+        ("99999999", 600.0),
+        (None, None),
+        ("", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ("-5", None),
+        ("1e3", None),
+        ("inf", None),
+        ("nan", None),
+        ("1_0", None),
+        ("\u0661", None),
+        ("soon", None),
+    ],
+)
+def test_retry_after_takes_only_delay_seconds_capped_at_600(
+    header: str | None, seconds: float | None
+) -> None:
+    assert parse_retry_after(header) == seconds
 
 
 # --- properties ------------------------------------------------------------------------------

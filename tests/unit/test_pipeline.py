@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -14,6 +15,7 @@ from worker.errors import (
     AkoolError,
     AkoolJobFailed,
     AkoolPermanentError,
+    AkoolRateLimited,
     AkoolRequestNotSent,
     AkoolSubmitUnknown,
     AkoolTransientError,
@@ -50,6 +52,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.releases = 0
+        self.dues: dict[str, float] = {}
 
     def add(self, **values: Any) -> Job:
         values.setdefault("id", new_job_id())
@@ -64,10 +67,12 @@ class FakeStore:
     def get(self, job_id: str) -> Job:
         return self.jobs[job_id]
 
-    def update(self, job_id: str, **values: Any) -> bool:
+    def update(self, job_id: str, *, due: float | None = None, **values: Any) -> bool:
         job = self.jobs[job_id]
         if job.status in FINAL_STATUSES:
             return False
+        if due is not None:
+            self.dues[job_id] = due
         values.setdefault("updated_ts", NOW)
         self.jobs[job_id] = dataclasses.replace(job, **values)
         return True
@@ -84,6 +89,9 @@ class FakeStore:
     def release_submit(self, job_id: str) -> None:
         self.releases += 1
         self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], submit_claimed_ts=None)
+
+    def heartbeat(self, job_id: str, due: float) -> None:
+        self.dues[job_id] = due
 
     def count_poll(self, job_id: str) -> int:
         job = self.jobs[job_id]
@@ -107,7 +115,16 @@ class FakeClient:
         self.submits: list[tuple[str, str, str | None]] = []
         self.polls: list[str] = []
 
-    def submit(self, video_url: str, audio_url: str, webhook_url: str | None = None) -> str:
+    def submit(
+        self,
+        video_url: str,
+        audio_url: str,
+        webhook_url: str | None = None,
+        *,
+        before_send: Callable[[], None] | None = None,
+    ) -> str:
+        if before_send is not None:
+            before_send()  # as the real client does, right before the POST leaves
         self.submits.append((video_url, audio_url, webhook_url))
         if self.submit_errors:
             raise self.submit_errors.pop(0)
@@ -124,11 +141,24 @@ class FakeClient:
 class FakeArchiver:
     """An Archiver stand-in that records what it was asked to copy."""
 
-    def __init__(self) -> None:
+    def __init__(self, stored: ArchiveResult | None = None) -> None:
         self.calls: list[tuple[str, str, str]] = []
+        self.stored = stored
 
-    def archive(self, job_id: str, akool_id: str, url: str) -> ArchiveResult:
+    def existing(self, job_id: str) -> ArchiveResult | None:
+        return self.stored
+
+    def archive(
+        self,
+        job_id: str,
+        akool_id: str,
+        url: str,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> ArchiveResult:
         self.calls.append((job_id, akool_id, url))
+        if on_progress is not None:
+            on_progress(1234)
         key = f"lipsync/{job_id}.mp4"
         return ArchiveResult(f"s3://videos/{key}", "videos", key, 1234, "0" * 64)
 
@@ -176,13 +206,14 @@ def test_submit_sends_once_and_records_the_akool_id_and_deadlines(store: FakeSto
     assert record.submit_claimed_ts is not None
 
 
-def test_a_second_submit_returns_the_stored_id_without_calling_akool(store: FakeStore) -> None:
+def test_a_repeated_submit_task_does_nothing_and_stops_its_chain(store: FakeStore) -> None:
     job = store.add()
     client = FakeClient(akool_id="akool-7")
     first = submit(store, client, job.id, now=NOW)
     second = submit(store, client, job.id, now=NOW + 5)
-    assert first == second == "akool-7"
+    assert first == "akool-7" and second is None
     assert len(client.submits) == 1
+    assert store.get(job.id).akool_id == "akool-7"
     assert store.get(job.id).submitted_ts == NOW
 
 
@@ -451,3 +482,25 @@ def test_a_job_without_a_result_url_cannot_be_archived(store: FakeStore) -> None
     with pytest.raises(JobStateError):
         archive(store, archiver, job.id, now=NOW)
     assert archiver.calls == []
+
+
+def test_a_submit_refused_by_the_request_budget_leaves_no_claim(store: FakeStore) -> None:
+    job = store.add()
+    client = FakeClient(submit_errors=[AkoolRateLimited("budget spent", retry_after=0.5)])
+
+    with pytest.raises(AkoolRateLimited):
+        submit(store, client, job.id, now=NOW)
+
+    assert store.get(job.id).submit_claimed_ts is None
+    assert submit(store, client, job.id, now=NOW + 1) == client.akool_id
+
+
+def test_an_archive_already_stored_is_adopted_without_downloading(store: FakeStore) -> None:
+    job = submitted(store, status="archiving", result_url="https://d1.cloudfront.net/x.mp4")
+    key = f"lipsync/{job.id}.mp4"
+    archiver = FakeArchiver(stored=ArchiveResult(f"s3://videos/{key}", "videos", key, 99, ""))
+
+    uri = archive(store, archiver, job.id, now=NOW)
+
+    assert uri == f"s3://videos/{key}" and archiver.calls == []
+    assert store.get(job.id).status == "archived"

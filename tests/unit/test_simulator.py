@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -345,3 +346,147 @@ def test_main_prints_ready_line_and_serves_until_terminated() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=15)
+
+
+# --- slow submits, Retry-After and the rate limit ---------------------------------------------
+
+
+def set_rate_limit(sim: Simulator, per_second: Any) -> requests.Response:
+    return requests.post(
+        sim.base_url + "/_sim/rate-limit", json={"per_second": per_second}, timeout=TIMEOUT
+    )
+
+
+def wait_for_jobs(sim: Simulator, count: int) -> None:
+    for _ in range(100):
+        if len(sim.state.jobs) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the simulator never had {count} job(s)")
+
+
+def test_delay_and_retry_after_params_are_read_from_the_video_url() -> None:
+    scenario = parse_scenario("https://x.invalid/v.mp4?sim_submit_delay=1.5&sim_retry_after=7")
+    assert (scenario.submit_delay, scenario.retry_after) == (1.5, "7")
+    assert parse_scenario("https://x.invalid/v.mp4?sim_retry_after=a%0D%0Ab").retry_after is None
+
+
+def test_sim_submit_delay_creates_the_job_before_holding_back_the_answer(
+    sim: Simulator, session: requests.Session
+) -> None:
+    url = "https://x.invalid/v.mp4?sim_submit_delay=3"
+    body = {"video_url": url, "audio_url": "https://example.invalid/a.wav"}
+    # The client gives up long before the answer comes, as a killed worker would.
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        session.post(sim.base_url + SUBMIT, json=body, timeout=(TIMEOUT, 0.5))
+    wait_for_jobs(sim, 1)
+    assert stats(sim)["submits_by_video_url"] == {url: 1}
+
+
+def test_sim_submit_delay_still_answers_the_job_record_once_the_delay_is_over(
+    sim: Simulator, session: requests.Session
+) -> None:
+    answer = submit(sim, session, "https://x.invalid/v.mp4?sim_submit_delay=0.2").json()
+    assert answer["code"] == 1000
+    assert answer["data"]["_id"] in sim.state.jobs
+
+
+def test_sim_retry_after_adds_the_header_to_a_scripted_http_error(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_poll_http=429&sim_retry_after=7")
+    first = poll(sim, session, job_id)
+    assert first.status_code == 429
+    assert first.headers["Retry-After"] == "7"
+    assert "Retry-After" not in poll(sim, session, job_id).headers
+    refused = submit(sim, session, "https://x.invalid/v.mp4?sim_submit_http=503&sim_retry_after=2")
+    assert (refused.status_code, refused.headers["Retry-After"]) == (503, "2")
+
+
+def test_requests_beyond_the_rate_limit_in_one_second_are_answered_1005(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4")
+    assert set_rate_limit(sim, 1).json() == {"per_second": 1}
+    # Back-to-back polls: at most one per whole second passes, so a 1005 comes quickly.
+    answers = []
+    for _ in range(20):
+        answers.append(poll(sim, session, job_id).json())
+        if answers[-1]["code"] == 1005:
+            break
+    limited = answers[-1]
+    assert limited == {"code": 1005, "msg": "requests are being made too frequently", "data": None}
+    counters = stats(sim)
+    assert counters["rate_limited"] == 1
+    assert counters["polls"] == len(answers) - 1
+
+
+def test_a_rate_limited_submit_creates_no_job(sim: Simulator, session: requests.Session) -> None:
+    set_rate_limit(sim, 1)
+    codes = []
+    for _ in range(20):
+        codes.append(submit(sim, session, "https://x.invalid/v.mp4").json()["code"])
+        if codes[-1] == 1005:
+            break
+    assert codes[-1] == 1005
+    assert len(sim.state.jobs) == len(codes) - 1
+
+
+def test_rate_limit_0_or_null_turns_it_off_and_a_bad_value_is_refused(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4")
+    for off in (0, None):
+        set_rate_limit(sim, 1)
+        assert set_rate_limit(sim, off).json() == {"per_second": None}
+        assert all(poll(sim, session, job_id).json()["code"] == 1000 for _ in range(5))
+    for bad in (-1, "5", True, 1.5):
+        assert set_rate_limit(sim, bad).status_code == 400
+    assert stats(sim)["rate_limited"] == 0
+
+
+def test_reset_turns_the_rate_limit_off_and_clears_its_counters(sim: Simulator) -> None:
+    sim.state.set_rate_limit(1)
+    sim.state.clock = lambda: 50.0
+    sim.state.note_api_request()
+    assert [sim.state.over_rate_limit() for _ in range(2)] == [False, True]
+    requests.post(sim.base_url + "/_sim/reset", timeout=TIMEOUT)
+    assert sim.state.rate_limit is None
+    assert (stats(sim)["rate_limited"], stats(sim)["max_requests_per_second"]) == (0, 0)
+
+
+def test_the_rate_limit_counts_whole_seconds_and_refuses_only_the_excess(sim: Simulator) -> None:
+    state = sim.state
+    state.set_rate_limit(2)
+    now = [100.1]
+    state.clock = lambda: now[0]
+    assert [state.over_rate_limit() for _ in range(4)] == [False, False, True, True]
+    now[0] = 101.0
+    assert [state.over_rate_limit() for _ in range(3)] == [False, False, True]
+    assert state.stats()["rate_limited"] == 3
+
+
+def test_max_requests_per_second_is_the_peak_of_any_sliding_one_second_window(
+    sim: Simulator,
+) -> None:
+    state = sim.state
+    now = [0.0]
+    state.clock = lambda: now[0]
+    # Two requests either side of a whole second: aligned windows would see 2, the peak is 4.
+    for moment in (0.5, 0.9, 1.1, 1.4, 2.6):
+        now[0] = moment
+        state.note_api_request()
+    assert state.stats()["max_requests_per_second"] == 4
+
+
+def test_every_akool_endpoint_request_counts_towards_the_peak_rate(
+    sim: Simulator, session: requests.Session
+) -> None:
+    sim.state.clock = lambda: 7.0
+    body = {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
+    requests.post(sim.base_url + TOKEN, json=body, timeout=TIMEOUT)
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4")
+    poll(sim, session, job_id)
+    stats(sim)
+    job_info(sim, job_id)
+    assert stats(sim)["max_requests_per_second"] == 3

@@ -1,0 +1,161 @@
+"""The job store and the sweeper against a private redis-server (Lua scripts included)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.settings import load_settings
+from worker.devstack import RedisServer
+from worker.jobs import DUE_KEY, EXPIRY_KEY, JobStore, new_job_id
+from worker.pipeline import SUBMIT_UNKNOWN_MESSAGE
+from worker.sweeper import ARCHIVE, POLL, SUBMIT, at_risk, sweep
+
+pytestmark = pytest.mark.integration
+SETTINGS = load_settings({"STALL_SECONDS": "30"})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    running = RedisServer(Path(tmp_path_factory.mktemp("redis"))).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: RedisServer) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(server.url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture
+def store(client: redis.Redis) -> JobStore:
+    return JobStore(client, retention_seconds=3600)
+
+
+def new_job(store: JobStore, *, due: float) -> str:
+    job_id = new_job_id()
+    store.create(job_id, "https://v.example/v.mp4", "https://v.example/a.wav", due=due)
+    return job_id
+
+
+def test_a_new_job_is_due_and_a_final_one_is_not(store: JobStore, client: redis.Redis) -> None:
+    job_id = new_job(store, due=123.0)
+    assert client.zscore(DUE_KEY, job_id) == 123.0
+
+    store.update(job_id, due=456.0, status="processing")
+    assert client.zscore(DUE_KEY, job_id) == 456.0
+
+    store.update(job_id, due=789.0, status="archived", archive_uri="s3://b/k")
+    assert client.zscore(DUE_KEY, job_id) is None
+
+
+def test_a_final_job_is_never_changed_by_a_late_task(store: JobStore) -> None:
+    job_id = new_job(store, due=1.0)
+    store.fail(job_id, "Akool reported that the lip-sync failed")
+
+    assert store.update(job_id, status="archived", archive_uri="s3://b/k") is False
+    assert store.get(job_id).status == "failed"
+
+
+def test_expiry_index_keeps_failed_jobs_whose_video_exists(
+    store: JobStore, client: redis.Redis
+) -> None:
+    with_video, without_video = new_job(store, due=1.0), new_job(store, due=1.0)
+    for job_id in (with_video, without_video):
+        store.update(job_id, status="submitted", akool_id="a1", expires_ts=1000.0)
+    store.update(with_video, status="archiving", result_url="https://cdn/x.mp4")
+
+    store.fail(with_video, "S3 refused")
+    store.fail(without_video, "status 4")
+
+    assert client.zscore(EXPIRY_KEY, with_video) == 1000.0
+    assert client.zscore(EXPIRY_KEY, without_video) is None
+
+
+def test_heartbeat_moves_the_due_time_but_never_revives_a_finished_job(
+    store: JobStore, client: redis.Redis
+) -> None:
+    job_id = new_job(store, due=1.0)
+    store.heartbeat(job_id, 50.0)
+    assert client.zscore(DUE_KEY, job_id) == 50.0
+
+    store.update(job_id, status="archived", archive_uri="s3://b/k")
+    store.heartbeat(job_id, 99.0)
+    assert client.zscore(DUE_KEY, job_id) is None
+
+
+def test_only_one_poll_loop_owns_a_job(store: JobStore) -> None:
+    job_id = new_job(store, due=1.0)
+
+    assert store.own_poll(job_id, "task-a") is True
+    assert store.own_poll(job_id, "task-a") is True
+    assert store.own_poll(job_id, "task-b") is False
+    store.update(job_id, poll_owner="task-b")  # the sweeper names a new loop
+    assert store.own_poll(job_id, "task-a") is False
+
+
+def test_sweep_redrives_each_stalled_job_from_the_step_it_reached(store: JobStore) -> None:
+    now = time.time()
+    queued = new_job(store, due=now - 1)
+    polling = new_job(store, due=now - 1)
+    store.update(polling, due=now - 1, status="processing", akool_id="a1")
+    archiving = new_job(store, due=now - 1)
+    store.update(
+        archiving, due=now - 1, status="archiving", akool_id="a2", result_url="https://c/x"
+    )
+    healthy = new_job(store, due=now + 60)
+    redriven: list[tuple[str, str]] = []
+
+    result = sweep(store, SETTINGS, lambda job_id, step: redriven.append((job_id, step)), now=now)
+
+    assert sorted(redriven) == sorted([(queued, SUBMIT), (polling, POLL), (archiving, ARCHIVE)])
+    assert result.failed == []
+    assert healthy not in {job_id for job_id, _ in redriven}
+
+
+def test_sweep_fails_a_job_whose_submit_may_have_reached_akool(store: JobStore) -> None:
+    now = time.time()
+    job_id = new_job(store, due=now - 1)
+    assert store.claim_submit(job_id)
+    redriven: list[tuple[str, str]] = []
+
+    result = sweep(store, SETTINGS, lambda j, s: redriven.append((j, s)), now=now)
+
+    assert result.failed == [job_id] and redriven == []
+    job = store.get(job_id)
+    assert job.status == "failed" and job.error == SUBMIT_UNKNOWN_MESSAGE
+
+
+def test_a_redriven_job_is_not_redriven_again_until_its_backoff_passes(store: JobStore) -> None:
+    now = time.time()
+    job_id = new_job(store, due=now - 1)
+    calls: list[str] = []
+
+    sweep(store, SETTINGS, lambda j, s: calls.append(j), now=now)
+    sweep(store, SETTINGS, lambda j, s: calls.append(j), now=now + 29)
+    sweep(store, SETTINGS, lambda j, s: calls.append(j), now=now + 31)
+    sweep(store, SETTINGS, lambda j, s: calls.append(j), now=now + 60)
+
+    assert calls == [job_id, job_id]
+    assert store.get(job_id).redrives == 2
+
+
+def test_at_risk_lists_unarchived_jobs_whose_video_is_deleted_within_a_day(
+    store: JobStore,
+) -> None:
+    now = time.time()
+    soon, later, archived = (new_job(store, due=now + 60) for _ in range(3))
+    store.update(soon, status="processing", akool_id="a", expires_ts=now + 3600)
+    store.update(later, status="processing", akool_id="b", expires_ts=now + 3 * 86400)
+    store.update(archived, status="archiving", akool_id="c", expires_ts=now + 3600)
+    store.update(archived, status="archived", archive_uri="s3://b/k")
+
+    assert [job.id for job in at_risk(store, now=now)] == [soon]
