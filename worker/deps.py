@@ -91,6 +91,9 @@ def archiver() -> Archiver:
         allowed_hosts=s.archive_allowed_hosts,
         max_bytes=s.archive_max_bytes,
         timeout=s.download_timeout_seconds,
+        sse=s.archive_sse,
+        sse_kms_key_id=s.archive_sse_kms_key_id,
+        storage_class=s.archive_storage_class,
     )
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from config.settings import load_settings
 from tests.integration.conftest import AUDIO_URL, Deployment, video_url
+from worker.celery_app import create_app
+from worker.devstack import wait_until
 
 pytestmark = pytest.mark.integration
 LIPSYNC = str(Path(sys.executable).parent / "lipsync")
@@ -67,3 +71,34 @@ def test_demo_archives_one_job_and_checks_its_bytes(deployment: Deployment) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: the stored bytes match" in done.stdout
     assert "s3://lipsync-archive/lipsync/" in done.stdout
+
+
+def test_jobs_lists_recent_jobs_and_filters_by_status(deployment: Deployment) -> None:
+    failed = deployment.run(video_url(final=4))
+    done = lipsync(deployment, "jobs", "--status", "failed")
+
+    assert done.returncode == 0, done.stderr
+    assert failed.id in done.stdout and "STATUS" in done.stdout
+    assert "archived" not in done.stdout.split("\n", 1)[-1].split()
+
+
+def test_jobs_at_risk_lists_a_finished_video_that_was_not_archived(deploy) -> None:
+    deployment = deploy(ARCHIVE_ALLOWED_HOSTS="*.cloudfront.net")  # the archive will be refused
+    job = deployment.run(video_url())
+    assert job.status == "failed" and job.result_url
+    # Pretend Akool deletes the video in an hour.
+    soon = time.time() + 3600
+    deployment.redis.hset(f"lipsync:job:{job.id}", "expires_ts", soon)
+    deployment.redis.zadd("lipsync:expiry", {job.id: soon})
+
+    done = lipsync(deployment, "jobs", "--at-risk")
+    assert done.returncode == 0, done.stderr
+    assert job.id in done.stdout
+
+    app = create_app(load_settings(deployment.env))
+    app.send_task("lipsync.expiry_guard", queue="lipsync.akool")
+    wait_until(
+        lambda: f"Job {job.id} is at risk" in deployment.worker.log_text(),
+        30,
+        "the expiry guard's ERROR line",
+    )

@@ -153,3 +153,26 @@ def test_audio_url_reaches_akool_unchanged(deployment: Deployment) -> None:
     job = deployment.run(video_url())
 
     assert deployment.stack.simulator.job(job.akool_id or "")["audio_url"] == AUDIO_URL
+
+
+def test_archive_uses_the_configured_encryption_and_storage_class(deploy) -> None:
+    deployment = deploy(ARCHIVE_SSE="AES256", ARCHIVE_STORAGE_CLASS="STANDARD_IA")
+    job = deployment.run(video_url())
+
+    assert job.status == "archived", job.error
+    head = deployment.stack.s3_client().head_object(Bucket=BUCKET, Key=f"lipsync/{job.id}.mp4")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["StorageClass"] == "STANDARD_IA"
+
+
+def test_secrets_never_reach_job_records_or_logs(deploy) -> None:
+    deployment = deploy(
+        AKOOL_API_KEY="", AKOOL_CLIENT_ID="sim-client-id", AKOOL_CLIENT_SECRET="sim-client-secret"
+    )
+    job = deployment.run(video_url(final=4))
+
+    record = deployment.redis.hgetall(f"lipsync:job:{job.id}")
+    dumped = b" ".join(k + b"=" + v for k, v in record.items())
+    assert b"sim-client-secret" not in dumped
+    assert "sim-client-secret" not in deployment.worker.log_text()
+    assert len(job.id) == 32 and int(job.id, 16) >= 0
