@@ -40,6 +40,12 @@ STALL_SECONDS = 30.0
 # How often beat runs the sweeper. A job whose worker died is re-driven within about
 # POLL_MAX_SECONDS + STALL_SECONDS + SWEEP_INTERVAL_SECONDS (105 s with the defaults).
 SWEEP_INTERVAL_SECONDS = 15.0
+# A webhook whose timestamp is further than this from now is refused (replay protection).
+WEBHOOK_MAX_AGE_SECONDS = 300.0
+# With webhooks on, polling stays as the safety net, at this longer interval.
+WEBHOOK_POLL_MAX_SECONDS = 600.0
+WEB_DEFAULT_PORT = 8000
+LOG_FORMATS = ("text", "json")
 ARCHIVE_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
 ARCHIVE_STORAGE_CLASSES = (
     "STANDARD",
@@ -107,6 +113,17 @@ class Settings:
     archive_sse: str | None = None
     archive_sse_kms_key_id: str | None = None
     archive_storage_class: str | None = None
+    akool_webhook_url: str | None = None
+    webhook_max_age_seconds: float = WEBHOOK_MAX_AGE_SECONDS
+    webhook_poll_max_seconds: float = WEBHOOK_POLL_MAX_SECONDS
+    port: int = WEB_DEFAULT_PORT
+    log_format: str = "text"
+    metrics_port: int | None = None
+
+    def webhook_secret(self) -> Secret | None:
+        """The key Akool encrypts callbacks with: the client secret (same value as the API
+        key on Akool's dashboard)."""
+        return self.akool_client_secret or self.akool_api_key
 
     def require_akool_auth(self) -> None:
         """Fail unless an API key or a client id + secret pair is configured."""
@@ -232,6 +249,36 @@ def _archive_storage(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _port(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {raw!r}")
+    return int(raw)
+
+
+def _web(env: Mapping[str, str]) -> dict[str, Any]:
+    webhook = _text(env, "AKOOL_WEBHOOK_URL")
+    log_format = (_text(env, "LOG_FORMAT") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    return {
+        "akool_webhook_url": _url(env, "AKOOL_WEBHOOK_URL", None, ("http", "https"))
+        if webhook
+        else None,
+        "webhook_max_age_seconds": _number(
+            env, "WEBHOOK_MAX_AGE_SECONDS", WEBHOOK_MAX_AGE_SECONDS, minimum=1
+        ),
+        "webhook_poll_max_seconds": _number(
+            env, "WEBHOOK_POLL_MAX_SECONDS", WEBHOOK_POLL_MAX_SECONDS, minimum=1
+        ),
+        "port": _port(env, "PORT", WEB_DEFAULT_PORT),
+        "log_format": log_format,
+        "metrics_port": _port(env, "METRICS_PORT", None),
+    }
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -259,6 +306,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "SWEEP_INTERVAL_SECONDS", SWEEP_INTERVAL_SECONDS, minimum=0.5
         ),
         **_archive_storage(env),
+        **_web(env),
         **_auth(env),
         **_poll(env),
     )

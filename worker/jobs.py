@@ -120,6 +120,12 @@ class Job:
     archive_bytes: int | None = None
     poll_owner: str | None = None
     redrives: int = 0
+    # Where to tell the application that the job ended: an HTTP URL to POST the record to,
+    # and/or a Celery signature (JSON) to call with the job id.
+    notify_url: str | None = None
+    on_complete: str | None = None
+    # Bytes copied so far by a running archive (for progress bars).
+    archive_progress_bytes: int | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -144,7 +150,7 @@ class Job:
 
 
 _FLOAT_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_ts")}
-_INT_FIELDS = {"polls", "archive_bytes", "redrives"}
+_INT_FIELDS = {"polls", "archive_bytes", "redrives", "archive_progress_bytes"}
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -204,6 +210,8 @@ class JobStore:
         webhook_url: str | None = None,
         *,
         due: float,
+        notify_url: str | None = None,
+        on_complete: str | None = None,
     ) -> Job:
         """Store a new job in state `queued`, due to show progress by `due` (epoch s)."""
         now = time.time()
@@ -215,6 +223,8 @@ class JobStore:
             webhook_url=webhook_url,
             created_ts=now,
             updated_ts=now,
+            notify_url=notify_url,
+            on_complete=on_complete,
         )
         values = {
             f.name: getattr(job, f.name) for f in fields(job) if getattr(job, f.name) is not None
