@@ -1,9 +1,11 @@
+# One image for every process kind: worker (akool, archive), beat, web, flower.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY config ./config
 COPY Procfile ./
-RUN pip install --no-cache-dir . && useradd --create-home lipsync
+RUN pip install --no-cache-dir ".[flower]" && useradd --create-home lipsync
 USER lipsync
+ENV PYTHONUNBUFFERED=1
 CMD ["celery", "-A", "worker.celery_app", "worker", "-Q", "lipsync.akool,lipsync.archive", "--loglevel", "INFO"]

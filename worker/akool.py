@@ -21,6 +21,7 @@ from worker.errors import (
     AkoolAuthError,
     AkoolError,
     AkoolPermanentError,
+    AkoolRateLimited,
     AkoolRequestNotSent,
     AkoolTransientError,
 )
@@ -132,6 +133,7 @@ class AkoolClient:
         timeout: float = AKOOL_TIMEOUT_SECONDS,
         budget: RequestBudget | None = None,
         budget_wait: float = BUDGET_WAIT_SECONDS,
+        observer: Callable[[str, str], None] | None = None,
     ) -> None:
         if api_key is None and (client_id is None or client_secret is None):
             raise ValueError("AkoolClient needs api_key, or client_id and client_secret")
@@ -145,6 +147,8 @@ class AkoolClient:
         self._token_lock = threading.Lock()
         self._budget = budget
         self._budget_wait = budget_wait
+        # Told (endpoint, outcome) after every call that was sent: for metrics.
+        self._observer = observer
 
     def __repr__(self) -> str:
         return f"AkoolClient({self.base_url!r})"
@@ -215,6 +219,24 @@ class AkoolClient:
     def _send(
         self, method: str, path: str, headers: dict[str, str], **kwargs: Any
     ) -> dict[str, Any]:
+        endpoint = ENDPOINT_NAMES.get(path, path)
+        try:
+            envelope = self._exchange(method, path, headers, **kwargs)
+        except AkoolRateLimited:
+            raise  # never sent: not a call
+        except AkoolError as e:
+            self._observe(endpoint, _outcome(e))
+            raise
+        self._observe(endpoint, "ok")
+        return envelope
+
+    def _observe(self, endpoint: str, outcome: str) -> None:
+        if self._observer is not None:
+            self._observer(endpoint, outcome)
+
+    def _exchange(
+        self, method: str, path: str, headers: dict[str, str], **kwargs: Any
+    ) -> dict[str, Any]:
         url = self.base_url + path
         response = self._http(method, url, headers, **kwargs)
         with response:
@@ -262,6 +284,18 @@ class AkoolClient:
             raise AkoolTransientError(f"Akool did not answer in time at {url}", url=url) from e
         except requests.RequestException as e:
             raise AkoolTransientError(f"request to Akool at {url} failed", url=url) from e
+
+
+ENDPOINT_NAMES = {TOKEN_PATH: "token", LIPSYNC_PATH: "submit", STATUS_PATH: "status"}
+
+
+def _outcome(error: AkoolError) -> str:
+    """A short label for a failed call: its business code, HTTP status, or 'network'."""
+    if error.code is not None:
+        return f"code_{error.code}"
+    if error.status is not None:
+        return f"http_{error.status}"
+    return "network" if isinstance(error, AkoolTransientError) else "invalid"
 
 
 def _never_sent(error: requests.ConnectionError) -> bool:

@@ -276,7 +276,7 @@ class _StreamReader:
         response: requests.Response,
         url: str,
         max_bytes: int,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
     ) -> None:
         self._raw = response.raw
         self._on_progress = on_progress
@@ -298,7 +298,7 @@ class _StreamReader:
             ) from e
         self._account(chunk)
         if self._on_progress is not None and chunk:
-            self._on_progress(self.size)
+            self._on_progress(self.size, self._expected)
         return chunk
 
     def _account(self, chunk: bytes) -> None:
@@ -356,11 +356,12 @@ class Archiver:
         akool_id: str,
         url: str,
         *,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
     ) -> ArchiveResult:
         """Stream `url` into s3://bucket/prefix<job_id>.mp4 and return where it went.
 
-        `on_progress`, if given, is called with the bytes read so far after each chunk
+        `on_progress`, if given, is called with the bytes read so far and the expected total
+        (None when the host sent no Content-Length) after each chunk
         (about one call per upload part), possibly from a transfer thread.
         """
         key = archive_key(self.prefix, job_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 from config.settings import Settings, get_settings
 
@@ -124,3 +124,17 @@ app = create_app()
 def _check_settings(**_: Any) -> None:
     """Fail at start, naming the variable, when the worker lacks a setting it needs."""
     get_settings().validate_for_worker()
+
+
+@worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    """With METRICS_PORT set, the worker's main process serves the fleet's /metrics."""
+    port = get_settings().metrics_port
+    if port is not None:
+        from worker import deps, metrics
+
+        metrics.serve(deps.redis_client(), port)
+
+
+# Logging set-up (text or JSON, the job id on every line) hooks into Celery's signals.
+import worker.logs  # noqa: E402, F401

@@ -33,9 +33,29 @@ def _parser() -> argparse.ArgumentParser:
         "--at-risk", action="store_true", help="only jobs whose video Akool deletes within 24 h"
     )
     jobs.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    url = sub.add_parser("url", help="print a presigned download URL of an archived video")
+    url.add_argument("job_id")
+    url.add_argument("--expires", type=int, default=3600, help="seconds the URL stays valid")
+    retry = sub.add_parser("retry", help="re-drive a failed or stuck job from where it stopped")
+    retry.add_argument("job_id")
     demo = sub.add_parser("demo", help="run one job through a private local stack")
     demo.add_argument("--size", type=int, default=None, help="bytes of the simulated video")
     return parser
+
+
+MiB = 1024 * 1024
+BAR_WIDTH = 30
+
+
+def progress_bar(done: int, total: int | None) -> str:
+    """`[=====>    ]  42%  12.0/28.6 MiB`, or just the MiB copied when the total is unknown."""
+    if not total:
+        return f"{done / MiB:.1f} MiB copied"
+    share = min(done / total, 1.0)
+    filled = int(share * BAR_WIDTH)
+    arrow = ">" if filled < BAR_WIDTH else ""
+    bar = "=" * filled + arrow + " " * (BAR_WIDTH - filled - len(arrow))
+    return f"[{bar}] {share:4.0%}  {done / MiB:.1f}/{total / MiB:.1f} MiB"
 
 
 def describe(job: Job) -> str:
@@ -44,6 +64,9 @@ def describe(job: Job) -> str:
         return f"{job.id}: archived to {job.archive_uri}"
     if job.status == "failed":
         return f"{job.id}: failed: {job.error}"
+    if job.status == "archiving" and job.archive_progress_bytes is not None:
+        bar = progress_bar(job.archive_progress_bytes, job.archive_total_bytes)
+        return f"{job.id}: archiving {bar}"
     akool = f" (Akool {job.akool_id}, {job.polls} polls)" if job.akool_id else ""
     return f"{job.id}: {job.status}{akool}"
 
@@ -147,6 +170,28 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_url(args: argparse.Namespace) -> int:
+    from worker import deps, get_job
+
+    job = get_job(args.job_id)
+    if job.status != "archived" or not job.archive_uri:
+        print(f"lipsync: job {job.id} is {job.status}, not archived", file=sys.stderr)
+        return EXIT_FAILED
+    bucket, _, key = job.archive_uri.removeprefix("s3://").partition("/")
+    s3 = deps.s3_client(deps.settings().s3_endpoint_url)
+    params = {"Bucket": bucket, "Key": key}
+    print(s3.generate_presigned_url("get_object", Params=params, ExpiresIn=args.expires))
+    return EXIT_OK
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from worker.tasks import retry_job
+
+    step = retry_job(args.job_id)
+    print(f"{args.job_id}: re-driven from its {step} step")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -160,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "submit": _cmd_submit,
         "status": _cmd_status,
         "jobs": _cmd_jobs,
+        "url": _cmd_url,
+        "retry": _cmd_retry,
         "demo": _cmd_demo,
     }
     try:
@@ -167,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as e:
         print(f"lipsync: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyError as e:
+        print(f"lipsync: no job {e.args[0]!r} (unknown or expired)", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

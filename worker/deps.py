@@ -17,6 +17,7 @@ from config.settings import Settings, get_settings
 from worker.akool import AkoolClient
 from worker.archive import UPLOAD_CONCURRENCY, Archiver
 from worker.jobs import JobStore
+from worker.metrics import Metrics
 from worker.ratelimit import RequestBudget
 
 # A Redis call that hangs longer than this is treated as an outage (StoreUnavailable).
@@ -61,6 +62,7 @@ def akool_client() -> AkoolClient:
         client_secret=s.akool_client_secret,
         timeout=s.akool_timeout_seconds,
         budget=RequestBudget(redis_client(), s.akool_max_rps),
+        observer=Metrics(redis_client()).akool_call,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 import redis
 
 from worker.errors import StoreUnavailable
+from worker.metrics import Metrics
 
 QUEUED, SUBMITTED, PROCESSING, ARCHIVING, ARCHIVED, FAILED = (
     "queued",
@@ -126,6 +127,7 @@ class Job:
     on_complete: str | None = None
     # Bytes copied so far by a running archive (for progress bars).
     archive_progress_bytes: int | None = None
+    archive_total_bytes: int | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -150,7 +152,13 @@ class Job:
 
 
 _FLOAT_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_ts")}
-_INT_FIELDS = {"polls", "archive_bytes", "redrives", "archive_progress_bytes"}
+_INT_FIELDS = {
+    "polls",
+    "archive_bytes",
+    "redrives",
+    "archive_progress_bytes",
+    "archive_total_bytes",
+}
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -262,11 +270,28 @@ class JobStore:
             raise KeyError(job_id)
         return result == 1
 
+    @property
+    def metrics(self) -> Metrics:
+        """The fleet's metric counters, in the same Redis."""
+        return Metrics(self._redis)
+
     @_translated
-    def heartbeat(self, job_id: str, due: float) -> None:
-        """A sign of life from a running step: push the job's due time to `due`."""
+    def heartbeat(
+        self,
+        job_id: str,
+        due: float,
+        *,
+        progress_bytes: int | None = None,
+        total_bytes: int | None = None,
+    ) -> None:
+        """A sign of life from a running step: push the job's due time to `due` (and record
+        how far an archive got)."""
         pipe = self._redis.pipeline()
         pipe.hset(self._key(job_id), "updated_ts", time.time())
+        if progress_bytes is not None:
+            pipe.hset(self._key(job_id), "archive_progress_bytes", progress_bytes)
+        if total_bytes is not None:
+            pipe.hset(self._key(job_id), "archive_total_bytes", total_bytes)
         pipe.zadd(DUE_KEY, {job_id: due}, xx=True)  # never re-adds a finished job
         pipe.execute()
 

@@ -219,19 +219,22 @@ def _check_deadline(job: Job, now: float | None, detail: str) -> None:
         )
 
 
-# While a video streams, tell the sweeper at most this often that the archive is alive.
-HEARTBEAT_INTERVAL_SECONDS = 5.0
+# While a video streams, tell the sweeper (and progress bars) at most this often that the
+# archive is alive and how far it got.
+HEARTBEAT_INTERVAL_SECONDS = 1.0
 
 
-def _heartbeats(store: JobStore, job_id: str, stall: float) -> Callable[[int], None]:
-    """A progress callback that pushes the job's due time forward, at most every 5 s."""
+def _heartbeats(store: JobStore, job_id: str, stall: float) -> Callable[[int, int | None], None]:
+    """A progress callback that pushes the job's due time forward, at most every second."""
     last = time.monotonic()
 
-    def beat(_bytes_so_far: int) -> None:
+    def beat(bytes_so_far: int, total: int | None) -> None:
         nonlocal last
         if time.monotonic() - last >= HEARTBEAT_INTERVAL_SECONDS:
             last = time.monotonic()
-            store.heartbeat(job_id, time.time() + stall)
+            store.heartbeat(
+                job_id, time.time() + stall, progress_bytes=bytes_so_far, total_bytes=total
+            )
 
     return beat
 
@@ -258,12 +261,17 @@ def archive_step(
     if not job.result_url:
         raise JobStateError(f"job {job_id} has no result URL to archive")
     store.heartbeat(job_id, time.time() + stall)
-    result = archiver.existing(job.id) or archiver.archive(
-        job.id,
-        job.akool_id or "",
-        job.result_url,
-        on_progress=_heartbeats(store, job_id, stall),
-    )
+    result = archiver.existing(job.id)
+    if result is None:
+        started = time.monotonic()
+        result = archiver.archive(
+            job.id,
+            job.akool_id or "",
+            job.result_url,
+            on_progress=_heartbeats(store, job_id, stall),
+        )
+        lag = time.time() - job.completed_ts if job.completed_ts else None
+        store.metrics.archived(result.size, time.monotonic() - started, lag)
     stamp = time.time() if now is None else now
     store.update(
         job_id,
@@ -271,5 +279,6 @@ def archive_step(
         archive_uri=result.uri,
         archived_ts=stamp,
         archive_bytes=result.size,
+        archive_progress_bytes=result.size,
     )
     return result.uri

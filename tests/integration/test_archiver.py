@@ -190,7 +190,10 @@ def test_a_multipart_video_is_stored_byte_exact_with_its_type_and_metadata(
     job_id = new_job_id()
     progress: list[int] = []
     result = make_archiver(s3).archive(
-        job_id, "akool/42 x", files.url(f"/full/{BIG}"), on_progress=progress.append
+        job_id,
+        "akool/42 x",
+        files.url(f"/full/{BIG}"),
+        on_progress=lambda done, _total: progress.append(done),
     )
     expected = hashlib.sha256(DATA).hexdigest()
     assert result.key == archive_key(PREFIX, job_id)

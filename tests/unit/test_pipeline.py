@@ -90,13 +90,31 @@ class FakeStore:
         self.releases += 1
         self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], submit_claimed_ts=None)
 
-    def heartbeat(self, job_id: str, due: float) -> None:
+    def heartbeat(
+        self,
+        job_id: str,
+        due: float,
+        *,
+        progress_bytes: int | None = None,
+        total_bytes: int | None = None,
+    ) -> None:
         self.dues[job_id] = due
+
+    @property
+    def metrics(self) -> Any:
+        return FakeMetrics()
 
     def count_poll(self, job_id: str) -> int:
         job = self.jobs[job_id]
         self.jobs[job_id] = dataclasses.replace(job, polls=job.polls + 1)
         return job.polls + 1
+
+
+class FakeMetrics:
+    """Metrics are best effort and not what these tests are about."""
+
+    def archived(self, size: int, seconds: float, lag: float | None) -> None:
+        pass
 
 
 class FakeClient:
@@ -154,11 +172,11 @@ class FakeArchiver:
         akool_id: str,
         url: str,
         *,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
     ) -> ArchiveResult:
         self.calls.append((job_id, akool_id, url))
         if on_progress is not None:
-            on_progress(1234)
+            on_progress(1234, 1234)
         key = f"lipsync/{job_id}.mp4"
         return ArchiveResult(f"s3://videos/{key}", "videos", key, 1234, "0" * 64)
 

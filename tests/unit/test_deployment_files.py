@@ -1,0 +1,114 @@
+"""docker-compose.yml, the Procfile, .env.example, the settings and the README must agree.
+
+Docker cannot run here, so these checks are what keeps the deployment files from drifting.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from worker.celery_app import QUEUES
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = ("worker-akool", "worker-archive", "beat", "web", "flower")
+# boto3's own variables and the web port are read by libraries or platforms, not settings.py.
+EXTERNAL_VARIABLES = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def procfile() -> dict[str, list[str]]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return {k.strip(): shlex.split(v) for k, _, v in (ln.partition(":") for ln in lines) if v}
+
+
+def settings_variables() -> set[str]:
+    """Every environment variable config/settings.py reads."""
+    source = (ROOT / "config" / "settings.py").read_text()
+    return set(re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', source))
+
+
+def option(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_procfile_has_worker_beat_and_web(procfile: dict[str, list[str]]) -> None:
+    assert set(procfile) >= {"worker", "beat", "web"}
+
+
+def test_procfile_worker_consumes_every_queue_the_project_uses(
+    procfile: dict[str, list[str]],
+) -> None:
+    assert set(option(procfile["worker"], "-Q").split(",")) == set(QUEUES)
+
+
+def test_compose_workers_together_consume_the_procfile_queues(
+    compose: dict[str, Any], procfile: dict[str, list[str]]
+) -> None:
+    services = compose["services"]
+    queues = {
+        q
+        for name in ("worker-akool", "worker-archive")
+        for q in option(services[name]["command"], "-Q").split(",")
+    }
+    assert queues == set(option(procfile["worker"], "-Q").split(",")) == set(QUEUES)
+    assert services["worker-akool"]["command"][:4] == procfile["worker"][:4]
+
+
+def test_compose_beat_and_web_run_the_procfile_commands(
+    compose: dict[str, Any], procfile: dict[str, list[str]]
+) -> None:
+    services = compose["services"]
+    assert services["beat"]["command"] == procfile["beat"]
+    assert services["web"]["command"] == procfile["web"]
+
+
+def test_compose_redis_keeps_data_and_never_evicts(compose: dict[str, Any]) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert option(command, "--appendonly") == "yes"
+    assert option(command, "--maxmemory-policy") == "noeviction"
+
+
+def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if name != "minio-init":
+            assert "healthcheck" in service, name
+
+
+def test_app_services_share_one_image_and_read_dot_env(compose: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        service = compose["services"][name]
+        assert service["image"] == "lipsync-worker:latest", name
+        assert service["env_file"] == [".env"], name
+        assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
+
+
+def test_compose_and_env_example_only_name_real_settings(compose: dict[str, Any]) -> None:
+    known = settings_variables() | EXTERNAL_VARIABLES | {"PORT"}
+    named = set()
+    for name in APP_SERVICES:
+        named |= set(compose["services"][name]["environment"])
+    example = (ROOT / ".env.example").read_text()
+    named |= set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
+    assert named <= known, named - known
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = {name for name in settings_variables() if f"`{name}`" not in readme}
+    assert not missing, f"README's configuration table lacks {sorted(missing)}"

@@ -1,0 +1,183 @@
+"""Fleet-wide metrics in Prometheus format.
+
+Counters live in Redis (a few hashes), so every worker process adds to the same numbers and
+any one process can serve them: the web process at `/metrics`, and a worker when
+`METRICS_PORT` is set. No Prometheus multiprocess directory is needed. Recording is best
+effort: a metric that cannot be written never fails a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+logger = logging.getLogger(__name__)
+
+AKOOL_CALLS_KEY = "lipsync:metrics:akool_calls"
+ARCHIVE_KEY = "lipsync:metrics:archive"
+LAG_KEY = "lipsync:metrics:completion_to_archived"
+# Seconds from Akool finishing to the video being in S3: from "at once" to "a day late".
+LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0)
+# Jobs by status are counted over the newest jobs only, so a scrape stays cheap.
+STATUS_SCAN_LIMIT = 10_000
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Records events into the fleet's counters in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def akool_call(self, endpoint: str, outcome: str) -> None:
+        """Count one call to Akool: endpoint (submit, status, token) and outcome (ok,
+        code_1005, http_502, network, ...)."""
+        self._safely(lambda: self._redis.hincrby(AKOOL_CALLS_KEY, f"{endpoint}|{outcome}", 1))
+
+    def archived(self, size: int, seconds: float, lag: float | None) -> None:
+        """Count one finished archive: bytes, seconds spent, and completion-to-archived lag."""
+
+        def write() -> None:
+            pipe = self._redis.pipeline()
+            pipe.hincrby(ARCHIVE_KEY, "count", 1)
+            pipe.hincrby(ARCHIVE_KEY, "bytes", size)
+            pipe.hincrbyfloat(ARCHIVE_KEY, "seconds", seconds)
+            if lag is not None:
+                for bucket in LAG_BUCKETS:
+                    if lag <= bucket:
+                        pipe.hincrby(LAG_KEY, f"le_{bucket:g}", 1)
+                pipe.hincrby(LAG_KEY, "count", 1)
+                pipe.hincrbyfloat(LAG_KEY, "sum", lag)
+            pipe.execute()
+
+        self._safely(write)
+
+    @staticmethod
+    def _safely(write: Any) -> None:
+        try:
+            write()
+        except redis.RedisError:
+            logger.debug("metric not recorded: Redis unavailable")
+
+
+class FleetCollector:
+    """A Prometheus collector reading the fleet's state from Redis at scrape time."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def collect(self) -> Iterator[Metric]:
+        from worker.jobs import JobStore
+
+        store = JobStore(self._redis, retention_seconds=1)
+        yield self._jobs_by_status(store)
+        yield from self._akool_calls()
+        yield from self._archive()
+        yield self._lag()
+        yield from self._risk(store)
+
+    def _jobs_by_status(self, store: Any) -> Metric:
+        from worker.jobs import STATUSES
+
+        family = GaugeMetricFamily(
+            "lipsync_jobs", "Jobs by status (newest jobs, up to 10,000)", labels=["status"]
+        )
+        ids = [i.decode() for i in self._redis.zrevrange("lipsync:jobs", 0, STATUS_SCAN_LIMIT - 1)]
+        pipe = self._redis.pipeline()
+        for job_id in ids:
+            pipe.hget(f"lipsync:job:{job_id}", "status")
+        counts = dict.fromkeys(STATUSES, 0)
+        for status in pipe.execute() if ids else []:
+            if status is not None and status.decode() in counts:
+                counts[status.decode()] += 1
+        for status, count in counts.items():
+            family.add_metric([status], count)
+        return family
+
+    def _akool_calls(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            "lipsync_akool_calls",
+            "Calls to Akool by endpoint and outcome",
+            labels=["endpoint", "outcome"],
+        )
+        for field, value in self._redis.hgetall(AKOOL_CALLS_KEY).items():
+            endpoint, _, outcome = field.decode().partition("|")
+            calls.add_metric([endpoint, outcome], int(value))
+        yield calls
+
+    def _archive(self) -> Iterator[Metric]:
+        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(ARCHIVE_KEY).items()}
+        yield CounterMetricFamily(
+            "lipsync_archive_bytes", "Bytes copied into S3", value=raw.get("bytes", 0.0)
+        )
+        yield CounterMetricFamily(
+            "lipsync_archive_seconds",
+            "Seconds spent copying into S3",
+            value=raw.get("seconds", 0.0),
+        )
+        yield CounterMetricFamily(
+            "lipsync_archives", "Videos archived", value=raw.get("count", 0.0)
+        )
+
+    def _lag(self) -> Metric:
+        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(LAG_KEY).items()}
+        buckets = [(f"{b:g}", raw.get(f"le_{b:g}", 0.0)) for b in LAG_BUCKETS]
+        buckets.append(("+Inf", raw.get("count", 0.0)))
+        return HistogramMetricFamily(
+            "lipsync_completion_to_archived_seconds",
+            "Seconds from Akool finishing a job to its video stored in S3",
+            buckets=buckets,
+            sum_value=raw.get("sum", 0.0),
+        )
+
+    def _risk(self, store: Any) -> Iterator[Metric]:
+        from worker.sweeper import at_risk
+
+        now = time.time()
+        risky = at_risk(store, now=now)
+        yield GaugeMetricFamily(
+            "lipsync_jobs_at_risk",
+            "Jobs not archived whose video Akool deletes within 24 h",
+            value=len(risky),
+        )
+        yield GaugeMetricFamily(
+            "lipsync_oldest_unarchived_finished_video_age_seconds",
+            "Age of the oldest video Akool finished that is not archived yet",
+            value=self._oldest_unarchived_age(now),
+        )
+
+    def _oldest_unarchived_age(self, now: float) -> float:
+        """Scan the expiry index (oldest first, bounded) for a finished, unarchived video."""
+        for raw_id in self._redis.zrange("lipsync:expiry", 0, 999):
+            completed = self._redis.hget(f"lipsync:job:{raw_id.decode()}", "completed_ts")
+            if completed:
+                return max(0.0, now - float(completed))
+        return 0.0
+
+
+def render(client: redis.Redis) -> bytes:
+    """The fleet's metrics in Prometheus text format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(client))
+    return generate_latest(registry)
+
+
+def serve(client: redis.Redis, port: int) -> None:
+    """Serve /metrics on `port` from a daemon thread (for workers with METRICS_PORT)."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(client))
+    start_http_server(port, addr="0.0.0.0", registry=registry)  # noqa: S104 - scraped remotely
+    logger.info("Serving metrics on port %d", port)
