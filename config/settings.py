@@ -43,7 +43,7 @@ SWEEP_INTERVAL_SECONDS = 15.0
 # A webhook whose timestamp is further than this from now is refused (replay protection).
 WEBHOOK_MAX_AGE_SECONDS = 300.0
 # With webhooks on, polling stays as the safety net, at this longer interval.
-WEBHOOK_POLL_MAX_SECONDS = 600.0
+WEBHOOK_POLL_MAX_SECONDS = 600.0  # at most 900, like POLL_MAX_SECONDS
 WEB_DEFAULT_PORT = 8000
 LOG_FORMATS = ("text", "json")
 ARCHIVE_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -263,13 +263,14 @@ def _web(env: Mapping[str, str]) -> dict[str, Any]:
     log_format = (_text(env, "LOG_FORMAT") or "text").lower()
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
-    return {
+    web = {
         "akool_webhook_url": _url(env, "AKOOL_WEBHOOK_URL", None, ("http", "https"))
         if webhook
         else None,
         "webhook_max_age_seconds": _number(
             env, "WEBHOOK_MAX_AGE_SECONDS", WEBHOOK_MAX_AGE_SECONDS, minimum=1
         ),
+        # Capped like POLL_MAX_SECONDS: countdowns stay far below the visibility timeout.
         "webhook_poll_max_seconds": _number(
             env, "WEBHOOK_POLL_MAX_SECONDS", WEBHOOK_POLL_MAX_SECONDS, minimum=1
         ),
@@ -277,6 +278,13 @@ def _web(env: Mapping[str, str]) -> dict[str, Any]:
         "log_format": log_format,
         "metrics_port": _port(env, "METRICS_PORT", None),
     }
+    _check_webhook_poll(web)
+    return web
+
+
+def _check_webhook_poll(settings: dict[str, Any]) -> None:
+    if settings["webhook_poll_max_seconds"] > 900:
+        raise ConfigError("WEBHOOK_POLL_MAX_SECONDS must be at most 900")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -3,6 +3,15 @@
 Standard library only. Each job's behaviour is scripted by ``sim_*`` query parameters on the
 submitted ``video_url`` (the URL itself is never fetched). See ``Scenario`` for the list.
 
+When a submit names a ``webhookUrl``, the simulator also POSTs Akool's encrypted, signed
+callback to it (from a background thread, a few tries while the answer is not 200) once the
+job's final status is reached: after ``sim_seconds`` plus ``sim_webhook_delay``, whatever
+the polls answer, so ``?sim_polls=1000&sim_seconds=1`` is a job whose polls keep saying 2
+while the callback says it is done. ``sim_webhook_progress=1`` also sends a status 2
+callback at once; ``sim_webhook=0`` sends none. The payload is encrypted with the client
+secret (16, 24 or 32 bytes; with another length no callback is sent) and the client id as
+IV (see worker/webhook.py, imported only when a callback is sent).
+
 Controls for tests, under ``/_sim``: ``GET /_sim/stats`` (counters), ``GET /_sim/jobs/<id>``,
 ``POST /_sim/reset``, ``POST /_sim/revoke-tokens`` and ``POST /_sim/rate-limit`` with
 ``{"per_second": N}`` (0 or null: off), which answers code 1005 to any submit or poll beyond
@@ -14,6 +23,7 @@ Run it standalone with ``python -m worker.simulator --port 8080``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +33,8 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -46,6 +58,10 @@ CODE_TOO_FREQUENT = 1005
 API_PATHS = (GET_AUTH_PATH, SUBMIT_PATH, POLL_PATH)
 # Printable ASCII only: a scripted header value must not be able to split the answer.
 _HEADER_SAFE = frozenset(chr(c) for c in range(0x20, 0x7F))
+# A callback not answered 200 is sent again this many times in all, waiting longer each time.
+WEBHOOK_ATTEMPTS = 5
+WEBHOOK_FIRST_WAIT_SECONDS = 0.2
+WEBHOOK_TIMEOUT_SECONDS = 5.0
 FILE_ERRORS = {
     "expired": (410, b"expired"),
     "gone": (404, b"not found"),
@@ -87,6 +103,9 @@ class Scenario:
     submit_delay: float = 0.0
     retry_after: str | None = None
     redirect: str | None = None
+    webhook: bool = True
+    webhook_delay: float = 0.0
+    webhook_progress: bool = False
 
 
 _INT_PARAMS = {
@@ -107,6 +126,13 @@ _FLOAT_PARAMS = {
     "sim_seconds": "seconds",
     "sim_file_delay": "file_delay",
     "sim_submit_delay": "submit_delay",
+    "sim_webhook_delay": "webhook_delay",
+}
+# On with 1, off with anything else.
+_FLAG_PARAMS = {
+    "sim_submit_http_after_create": "submit_http_after_create",
+    "sim_webhook": "webhook",
+    "sim_webhook_progress": "webhook_progress",
 }
 
 
@@ -125,8 +151,9 @@ def parse_scenario(video_url: str) -> Scenario:
             logger.warning("ignoring malformed simulator parameter %s", name)
     if "sim_file" in params:
         scenario.file = params["sim_file"][-1]
-    if "sim_submit_http_after_create" in params:
-        scenario.submit_http_after_create = params["sim_submit_http_after_create"][-1] == "1"
+    for name, attribute in _FLAG_PARAMS.items():
+        if name in params:
+            setattr(scenario, attribute, params[name][-1] == "1")
     if "sim_redirect" in params:
         # The file URL answers 302 to this URL (to test the archive's host checks).
         value = params["sim_redirect"][-1]
@@ -188,6 +215,8 @@ class Job:
     status_polls: int = 0
     downloads: int = 0
     sha256: str | None = None
+    # HTTP status of each callback sent to webhookUrl (0: no answer), in order.
+    webhook_answers: list[int] = field(default_factory=list)
 
     def status_for(self, status_poll: int) -> int:
         """Status answered by the ``status_poll``-th normal poll (0: not polled yet)."""
@@ -231,6 +260,9 @@ class SimState:
         self.token_requests = 0
         self.downloads = 0
         self.rate_limit: int | None = None
+        self.webhooks_delivered = 0
+        # Set when the simulator stops, so callback threads waiting for their time end.
+        self.stopping = threading.Event()
         # The clock of the rate windows; tests may replace it to place requests exactly.
         self.clock: Callable[[], float] = time.monotonic
         self._reset_rate_counters()
@@ -254,6 +286,7 @@ class SimState:
             self.token_requests = 0
             self.downloads = 0
             self.rate_limit = None
+            self.webhooks_delivered = 0
             self._reset_rate_counters()
 
     def set_rate_limit(self, per_second: int | None) -> None:
@@ -323,7 +356,15 @@ class SimState:
             self.jobs[job.job_id] = job
             self.jobs_by_video_url[video_url] = self.jobs_by_video_url.get(video_url, 0) + 1
         logger.info("simulator created job %s", job.job_id)
+        if webhook_url and scenario.webhook:
+            threading.Thread(
+                target=_send_callbacks, args=(self, job), name="sim-webhook", daemon=True
+            ).start()
         return job
+
+    def file_url(self, job: Job) -> str:
+        """Where the job's generated video is served."""
+        return f"http://{self.file_host}/files/{job.job_id}.mp4"
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with ``job_id``, or None."""
@@ -350,6 +391,7 @@ class SimState:
                 "downloads": self.downloads,
                 "rate_limited": self.rate_limited,
                 "max_requests_per_second": self.max_requests_per_second,
+                "webhooks_delivered": self.webhooks_delivered,
             }
 
     def job_info(self, job: Job) -> dict[str, Any]:
@@ -366,6 +408,7 @@ class SimState:
                 "polls": job.polls,
                 "downloads": job.downloads,
                 "status": job.status_for(job.status_polls),
+                "webhook_answers": list(job.webhook_answers),
             }
 
 
@@ -375,6 +418,69 @@ def _sleep_submit_delay(scenario: Scenario) -> None:
     delay = scenario.submit_delay
     if math.isfinite(delay) and delay > 0:
         time.sleep(delay)
+
+
+def _send_callbacks(state: SimState, job: Job) -> None:
+    """Tell the job's webhookUrl about progress (if scripted) and its final status."""
+    scenario = job.scenario
+    if scenario.webhook_progress:
+        _deliver_callback(state, job, 2)
+    wait = scenario.seconds + scenario.webhook_delay - (time.monotonic() - job.created_at)
+    if math.isfinite(wait) and state.stopping.wait(max(wait, 0.0)):
+        return
+    _deliver_callback(state, job, scenario.final)
+
+
+def _callback_body(state: SimState, job: Job, status: int) -> bytes | None:
+    """Akool's encrypted, signed callback body; None when the secret is no AES key."""
+    from worker.webhook import WebhookKeyError, signed_callback
+
+    payload = {
+        "_id": job.job_id,
+        "status": status,
+        "type": "lipsync",
+        "url": state.file_url(job) if status == 3 else "",
+    }
+    config = state.config
+    try:
+        body = signed_callback(payload, config.client_id, config.client_secret)
+    except WebhookKeyError as e:
+        logger.error("simulator cannot send the callback of job %s: %s", job.job_id, e)
+        return None
+    return json.dumps(body).encode()
+
+
+def _deliver_callback(state: SimState, job: Job, status: int) -> None:
+    """POST one callback until it is answered 200, at most WEBHOOK_ATTEMPTS times."""
+    body = _callback_body(state, job, status)
+    if body is None or job.webhook_url is None:
+        return
+    wait = WEBHOOK_FIRST_WAIT_SECONDS
+    for _ in range(WEBHOOK_ATTEMPTS):
+        answer = _post_json(job.webhook_url, body)
+        with state.lock:
+            job.webhook_answers.append(answer)
+            state.webhooks_delivered += int(answer == 200)
+        if answer == 200 or state.stopping.wait(wait):
+            return
+        wait *= 2
+
+
+def _post_json(url: str, body: bytes) -> int:
+    """POST ``body`` as JSON; the HTTP status of the answer, 0 when there was none."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        return 0
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as e:
+        with contextlib.closing(e):
+            return int(e.code)
+    except (OSError, ValueError):
+        return 0
 
 
 class _Server(ThreadingHTTPServer):
@@ -604,7 +710,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             job.status_polls += 1
             status = job.status_for(job.status_polls)
-        video = f"http://{self.state.file_host}/files/{job.job_id}.mp4" if status == 3 else ""
+        video = self.state.file_url(job) if status == 3 else ""
         data = {
             "_id": job.job_id,
             "video_id": job.video_id,
@@ -716,7 +822,8 @@ class Simulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the socket."""
+        """Stop serving (and sending callbacks) and release the socket."""
+        self.state.stopping.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=10)

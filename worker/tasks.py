@@ -3,20 +3,28 @@
 The chain is submit -> poll -> archive. Each task passes the job id on; the logic lives in
 worker/pipeline.py and worker/sweeper.py. A permanent error fails the job with its message
 and ends the chain (Ignore); a transient one retries with backoff within the step's bound.
+A job that ends (archived or failed) is announced to the application (worker/notify.py).
+With AKOOL_WEBHOOK_URL set, Akool is told to call our receiver (worker/webhook.py) and
+polling, the safety net, waits up to WEBHOOK_POLL_MAX_SECONDS between polls.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import redis
 from celery import Task, chain, uuid
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from worker import deps
+from config.settings import Settings
+from worker import deps, notify
+from worker.akool import AkoolClient
+from worker.api import QUEUED_STALL_SECONDS
 from worker.backoff import backoff_seconds
 from worker.celery_app import (
     AKOOL_QUEUE,
@@ -26,8 +34,20 @@ from worker.celery_app import (
     app,
 )
 from worker.errors import AkoolRateLimited, LipsyncError, PermanentError, TransientError
+from worker.jobs import (
+    ARCHIVED,
+    ARCHIVING,
+    DUE_KEY,
+    EXPIRY_KEY,
+    FAILED,
+    KEY_PREFIX,
+    PROCESSING,
+    QUEUED,
+    Job,
+)
 from worker.pipeline import archive_step, plan_next_poll, poll_step, submit_step
 from worker.sweeper import ARCHIVE, POLL, SUBMIT, at_risk, sweep
+from worker.webhook import claim_archive, remember_akool_id
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,17 +59,65 @@ SUBMIT_MAX_RETRIES = 15
 # Archive retries stop at the job's expires_at (the video is gone then) or after this long
 # when that is unknown.
 ARCHIVE_FALLBACK_RETRY_SECONDS = 24 * 3600
+# A poll countdown waits unacknowledged in the worker: it must stay far below the broker's
+# visibility timeout, like POLL_MAX_SECONDS (see worker/celery_app.py), whatever
+# WEBHOOK_POLL_MAX_SECONDS says.
+LONGEST_POLL_COUNTDOWN_SECONDS = 900.0
 
 
 def _fail(job_id: str, error: BaseException) -> None:
-    """Record the failure on the job and stop the chain."""
+    """Record the failure on the job, tell the application, and stop the chain."""
     if isinstance(error, LipsyncError):
         message = str(error)
     else:
         message = f"an unexpected error ({type(error).__name__}) stopped the job; see the log"
     logger.error("Job %s failed: %s", job_id, message)
-    deps.job_store().fail(job_id, message)
+    if deps.job_store().fail(job_id, message):
+        notify.announce_end(job_id)
     raise Ignore()
+
+
+class ReceiverAsWebhook:
+    """The Akool client, naming our webhook receiver as webhookUrl when the job has none.
+
+    A caller's own webhook_url is still passed instead (Akool takes one URL); that job is
+    then polled on the normal schedule, as our receiver never hears about it.
+    """
+
+    def __init__(self, client: AkoolClient, receiver_url: str) -> None:
+        self._client = client
+        self._receiver_url = receiver_url
+
+    def submit(
+        self,
+        video_url: str,
+        audio_url: str,
+        webhook_url: str | None = None,
+        *,
+        before_send: Callable[[], None] | None = None,
+    ) -> str:
+        """Akool's submit, with our receiver as the default webhookUrl."""
+        url = webhook_url or self._receiver_url
+        return self._client.submit(video_url, audio_url, url, before_send=before_send)
+
+
+def _submit_client(settings: Settings) -> AkoolClient:
+    client = deps.akool_client()
+    if not settings.akool_webhook_url:
+        return client
+    return cast(AkoolClient, ReceiverAsWebhook(client, settings.akool_webhook_url))
+
+
+def _index_akool_id(job_id: str, akool_id: str | None) -> None:
+    """Let a webhook callback, which names Akool's id only, find the job (best effort:
+    without the index the callback is ignored and polling finishes the job)."""
+    if not akool_id:
+        return
+    try:
+        ttl = deps.settings().job_retention_seconds
+        remember_akool_id(deps.redis_client(), akool_id, job_id, ttl)
+    except (LipsyncError, redis.RedisError):
+        logger.warning("Job %s: could not index Akool id %s for webhooks", job_id, akool_id)
 
 
 def _countdown(task: Task, error: BaseException) -> float:
@@ -105,11 +173,12 @@ def submit(self: Task, job_id: str) -> str:
     akool_id = _run(
         self,
         job_id,
-        lambda: submit_step(deps.job_store(), deps.akool_client(), job_id, s),
+        lambda: submit_step(deps.job_store(), _submit_client(s), job_id, s),
         may_retry=may_retry,
     )
     if akool_id is None:
         raise Ignore()
+    _index_akool_id(job_id, akool_id)
     return job_id
 
 
@@ -124,8 +193,9 @@ def poll(self: Task, job_id: str) -> str:
     """Ask Akool about the job; come back after a backoff countdown until it is done.
 
     Only one poll loop runs per job: a duplicated one (a redelivered countdown after the
-    sweeper re-drove the job) finds another owner and stops. Transient errors are retried
-    on the poll schedule; the poll deadline bounds both.
+    sweeper re-drove the job, or after the webhook reported the job done) finds another
+    owner and stops. Transient errors are retried on the poll schedule; the poll deadline
+    bounds both. Once Akool is done, the archive follows unless the webhook started it.
     """
     store, s = deps.job_store(), deps.settings()
     if not store.own_poll(job_id, self.request.id):
@@ -141,12 +211,28 @@ def poll(self: Task, job_id: str) -> str:
         raise Ignore()
     if not status.done:
         _retry_poll(self, job_id, f"Akool status {status.status}", None)
+    if not claim_archive(deps.redis_client(), job_id, s.job_retention_seconds):
+        logger.info("Job %s: its archive was already started (webhook); stopping here", job_id)
+        raise Ignore()
     return job_id
+
+
+def poll_settings(settings: Settings, job: Job) -> Settings:
+    """The settings that schedule this job's polls: with our webhook receiver told about the
+    job, polling is only the safety net, so its longest interval is WEBHOOK_POLL_MAX_SECONDS."""
+    if not settings.akool_webhook_url or job.webhook_url:
+        return settings
+    longest = max(settings.webhook_poll_max_seconds, settings.poll_initial_seconds)
+    return dataclasses.replace(
+        settings, poll_max_seconds=min(longest, LONGEST_POLL_COUNTDOWN_SECONDS)
+    )
 
 
 def _retry_poll(task: Task, job_id: str, why: str, retry_after: float | None) -> None:
     extra = retry_after + random.uniform(0, 1) if retry_after else 0.0
-    delay = plan_next_poll(deps.job_store(), job_id, deps.settings(), at_least=extra)
+    store = deps.job_store()
+    schedule = poll_settings(deps.settings(), store.get(job_id))
+    delay = plan_next_poll(store, job_id, schedule, at_least=extra)
     logger.info("Job %s: %s; next poll in %.1f s", job_id, why, delay)
     raise task.retry(countdown=delay)
 
@@ -168,12 +254,41 @@ def archive(self: Task, job_id: str) -> str | None:
         started = job.completed_ts or job.created_ts
         return time.time() < (job.expires_ts or started + ARCHIVE_FALLBACK_RETRY_SECONDS)
 
-    return _run(
+    uri = _run(
         self,
         job_id,
         lambda: archive_step(store, deps.archiver(), job_id, stall=s.stall_seconds),
         may_retry=may_retry,
     )
+    if uri is not None:
+        notify.announce_end(job_id)
+    return uri
+
+
+@app.task(
+    bind=True,
+    max_retries=None,
+    name=notify.NOTIFY_TASK,
+    queue=AKOOL_QUEUE,
+    ignore_result=True,
+    time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS,
+)
+def notify_application(self: Task, job_id: str) -> int | None:
+    """POST the ended job's record to its notify_url; a bounded number of tries."""
+    try:
+        return notify.deliver(deps.job_store(), job_id)
+    except TransientError as e:
+        if self.request.retries >= notify.NOTIFY_MAX_RETRIES:
+            logger.error("Job %s: gave up telling its notify_url: %s", job_id, e)
+            return None
+        delay = backoff_seconds(
+            self.request.retries, notify.NOTIFY_INITIAL_SECONDS, notify.NOTIFY_MAX_SECONDS
+        )
+        logger.warning("Job %s: %s; telling it again in %.1f s", job_id, e, delay)
+        raise self.retry(countdown=delay) from e
+    except (PermanentError, KeyError) as e:
+        logger.error("Job %s: its notify_url was not told: %s", job_id, e)
+        return None
 
 
 def pipeline_signature(job_id: str) -> Any:
@@ -188,7 +303,10 @@ def redrive(job_id: str, step: str) -> None:
     elif step == POLL:
         # The new loop is named the owner first, so a stray old loop stops at its next poll.
         task_id = uuid()
-        deps.job_store().update(job_id, poll_owner=task_id)
+        store = deps.job_store()
+        store.update(job_id, poll_owner=task_id)
+        # Also mends the webhook index if a worker died between the submit and indexing it.
+        _index_akool_id(job_id, store.get(job_id).akool_id)
         chain(poll.si(job_id).set(task_id=task_id), archive.s()).apply_async()
     elif step == ARCHIVE:
         archive.si(job_id).apply_async()
@@ -204,6 +322,8 @@ def sweep_stalled() -> dict[str, int]:
     if not store.try_lock("sweep", deps.settings().sweep_interval_seconds * 0.8):
         return {"redriven": 0, "failed": 0}
     result = sweep(store, deps.settings(), redrive)
+    for job_id in result.failed:
+        notify.announce_end(job_id)
     return {"redriven": len(result.redriven), "failed": len(result.failed)}
 
 
@@ -219,3 +339,74 @@ def expiry_guard() -> int:
             job.error or job.status,
         )
     return len(jobs)
+
+
+# --- Operators: re-drive a failed or stuck job (`lipsync retry JOB_ID`) -----------------------
+
+# The status a re-opened job goes back to, by the step it is re-driven from.
+REOPENED_STATUS = {SUBMIT: QUEUED, POLL: PROCESSING, ARCHIVE: ARCHIVING}
+
+# Re-opens a failed job: the one write that may change a final job, so it lives apart from
+# JobStore.update. KEYS: job hash, due set, expiry set. ARGV: job id, status, due, now, new
+# poll deadline ('' keeps it). Returns 1 when re-opened, 0 when the job is not failed (now).
+_REOPEN_FAILED = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', '', 'updated_ts', ARGV[4],
+           'redrives', '0')
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'poll_deadline_ts', ARGV[5]) end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local expires = redis.call('HGET', KEYS[1], 'expires_ts')
+if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[1]) end
+return 1
+"""
+
+
+def retry_step(job: Job) -> str:
+    """The step an operator's retry re-drives `job` from; ValueError when it must not.
+
+    Never a second submit once one may have reached Akool: with Akool's id the job is
+    polled or archived; with a submit claim but no id, whether Akool created the job is
+    unknown, and sending it again could pay twice.
+    """
+    if job.status == ARCHIVED:
+        raise ValueError(f"job {job.id} is archived; there is nothing to retry")
+    if job.result_url:
+        return ARCHIVE
+    if job.akool_id:
+        return POLL
+    if job.submit_claimed_ts is not None:
+        raise ValueError(
+            f"job {job.id}: a submit was sent to Akool but its outcome is unknown, so it is "
+            "not sent again (that could pay twice); check Akool's dashboard for this job"
+        )
+    return SUBMIT
+
+
+def reopen_failed(client: redis.Redis, job: Job, step: str, settings: Settings) -> bool:
+    """Make a failed job unfinished again, at the status of `step`, with its error cleared
+    and back in the due set; False when it is no longer failed."""
+    now = time.time()
+    due = now + (settings.stall_seconds if step != SUBMIT else QUEUED_STALL_SECONDS)
+    # A job that timed out polling gets a whole new poll window, or it fails again at once.
+    deadline = repr(now + settings.poll_timeout_seconds) if step == POLL else ""
+    script = client.register_script(_REOPEN_FAILED)
+    keys = [KEY_PREFIX + job.id, DUE_KEY, EXPIRY_KEY]
+    args = [job.id, REOPENED_STATUS[step], repr(due), repr(now), deadline]
+    return bool(script(keys=keys, args=args))
+
+
+def retry_job(job_id: str) -> str:
+    """Re-drive a failed or stuck job from where it stopped; return the step (submit, poll
+    or archive). KeyError for an unknown job; ValueError when it must not be retried."""
+    store, s = deps.job_store(), deps.settings()
+    job = store.get(job_id)
+    step = retry_step(job)
+    if job.status == FAILED:
+        if not reopen_failed(deps.redis_client(), job, step, s):
+            raise ValueError(f"job {job_id} changed while being retried; look at it again")
+        notify.forget_announcement(deps.redis_client(), job_id)
+    else:
+        store.update(job_id, due=time.time() + s.stall_seconds, redrives=0)
+    logger.warning("Job %s: an operator re-drives it from its %s step", job_id, step)
+    redrive(job_id, step)
+    return step

@@ -102,3 +102,39 @@ def test_jobs_at_risk_lists_a_finished_video_that_was_not_archived(deploy) -> No
         30,
         "the expiry guard's ERROR line",
     )
+
+
+def test_retry_resumes_a_timed_out_job_without_submitting_again(deploy) -> None:
+    deployment = deploy(POLL_TIMEOUT_SECONDS="2")
+    video = video_url(seconds=4, polls=1)
+    job = deployment.run(video)
+    assert job.status == "failed" and "POLL_TIMEOUT_SECONDS" in (job.error or "")
+    time.sleep(2)  # Akool finishes meanwhile
+
+    done = lipsync(deployment, "retry", job.id)
+
+    assert done.returncode == 0, done.stderr
+    assert "re-driven from its poll step" in done.stdout
+    assert deployment.wait(job.id).status == "archived"
+    assert deployment.akool_jobs_for(video) == 1
+
+
+def test_url_prints_a_presigned_link_that_downloads_the_video(deployment: Deployment) -> None:
+    import requests
+
+    job = deployment.run(video_url())
+    done = lipsync(deployment, "url", job.id, "--expires", "600")
+
+    assert done.returncode == 0, done.stderr
+    link = done.stdout.strip()
+    assert "X-Amz-Signature" in link or "Signature" in link
+    assert requests.get(link, timeout=30).content[:16]  # streamed back from the S3 server
+
+
+def test_submit_wait_prints_each_status_change_until_archived(deployment: Deployment) -> None:
+    done = lipsync(deployment, "submit", video_url(polls=2), AUDIO_URL, "--wait")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(": processing" in line for line in lines)
+    assert ": archived to s3://" in lines[-1]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,15 @@ import pytest
 import requests
 import urllib3
 
-from worker.simulator import Simulator, SimulatorConfig, generate_content, parse_scenario
+from worker.devstack import wait_until
+from worker.simulator import (
+    WEBHOOK_ATTEMPTS,
+    Simulator,
+    SimulatorConfig,
+    generate_content,
+    parse_scenario,
+)
+from worker.webhook import decrypt_payload, sign
 
 TIMEOUT = 10
 API_KEY = "test-key"
@@ -490,3 +500,139 @@ def test_every_akool_endpoint_request_counts_towards_the_peak_rate(
     stats(sim)
     job_info(sim, job_id)
     assert stats(sim)["max_requests_per_second"] == 3
+
+
+# --- webhook callbacks ------------------------------------------------------------------------
+
+HOOK_CLIENT_ID = "hook-client"  # shorter than 16 bytes: the IV is padded with spaces
+HOOK_SECRET = "0123456789abcdef"
+
+
+class CallbackRecorder(BaseHTTPRequestHandler):
+    """Records callback bodies; answers the scripted statuses first, then 200."""
+
+    answers: list[int] = []
+    bodies: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("Content-Length") or 0)
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        status = type(self).answers.pop(0) if type(self).answers else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[str, type[CallbackRecorder]]]:
+    handler = type("OneRecorder", (CallbackRecorder,), {"answers": [], "bodies": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/webhooks/akool", handler
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def hook_sim() -> Iterator[Simulator]:
+    config = SimulatorConfig(
+        api_key=API_KEY, client_id=HOOK_CLIENT_ID, client_secret=HOOK_SECRET, default_size=SMALL
+    )
+    simulator = Simulator(config, host="127.0.0.1", port=0).start()
+    yield simulator
+    simulator.stop()
+
+
+def callbacks_of(handler: type[CallbackRecorder], count: int) -> list[dict[str, Any]]:
+    """The first `count` decrypted callback payloads, after checking each signature."""
+    wait_until(lambda: len(handler.bodies) >= count, 10, f"{count} callbacks")
+    payloads = []
+    for body in handler.bodies[:count]:
+        expected = sign(HOOK_CLIENT_ID, body["timestamp"], body["nonce"], body["dataEncrypt"])
+        assert body["signature"] == expected
+        payloads.append(decrypt_payload(body["dataEncrypt"], HOOK_CLIENT_ID, HOOK_SECRET))
+    return payloads
+
+
+def test_webhook_scenario_is_read_from_sim_query_params() -> None:
+    scenario = parse_scenario(
+        "https://x.invalid/v.mp4?sim_webhook_delay=2.5&sim_webhook=0&sim_webhook_progress=1"
+    )
+    assert (scenario.webhook_delay, scenario.webhook, scenario.webhook_progress) == (
+        2.5,
+        False,
+        True,
+    )
+    assert parse_scenario("https://x.invalid/v.mp4").webhook is True
+
+
+def test_a_job_with_webhook_url_gets_an_encrypted_signed_completion_callback(
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+) -> None:
+    url, handler = hook
+    job_id = submit(hook_sim, session, "https://x.invalid/v.mp4", webhookUrl=url).json()["data"][
+        "_id"
+    ]
+    (payload,) = callbacks_of(handler, 1)
+    assert payload == {
+        "_id": job_id,
+        "status": 3,
+        "type": "lipsync",
+        "url": f"{hook_sim.base_url}/files/{job_id}.mp4",
+    }
+    assert abs(handler.bodies[0]["timestamp"] / 1000 - time.time()) < 60
+    wait_until(lambda: job_info(hook_sim, job_id)["webhook_answers"] == [200], 5, "answer")
+
+
+def test_the_callback_announces_completion_while_polls_still_say_processing(
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+) -> None:
+    url, handler = hook
+    video = "https://x.invalid/v.mp4?sim_polls=1000&sim_seconds=0.2&sim_webhook_progress=1"
+    job_id = submit(hook_sim, session, video, webhookUrl=url).json()["data"]["_id"]
+    assert [p["status"] for p in callbacks_of(handler, 2)] == [2, 3]
+    assert poll(hook_sim, session, job_id).json()["data"]["video_status"] in (1, 2)
+
+
+def test_a_failed_job_calls_back_with_status_4_and_no_url(
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+) -> None:
+    url, handler = hook
+    submit(hook_sim, session, "https://x.invalid/v.mp4?sim_final=4", webhookUrl=url)
+    (payload,) = callbacks_of(handler, 1)
+    assert (payload["status"], payload["url"]) == (4, "")
+
+
+def test_a_callback_not_answered_200_is_sent_again_until_it_is(
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+) -> None:
+    url, handler = hook
+    handler.answers.extend([503, 401])
+    job_id = submit(hook_sim, session, "https://x.invalid/v.mp4", webhookUrl=url).json()["data"][
+        "_id"
+    ]
+    callbacks_of(handler, 3)
+    wait_until(lambda: len(job_info(hook_sim, job_id)["webhook_answers"]) == 3, 5, "answers")
+    assert job_info(hook_sim, job_id)["webhook_answers"] == [503, 401, 200]
+    assert stats(hook_sim)["webhooks_delivered"] == 1
+
+
+def test_a_callback_is_tried_a_bounded_number_of_times(
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+) -> None:
+    url, handler = hook
+    handler.answers.extend([500] * (WEBHOOK_ATTEMPTS + 3))
+    job_id = submit(hook_sim, session, "https://x.invalid/v.mp4", webhookUrl=url).json()["data"][
+        "_id"
+    ]
+    wait_until(
+        lambda: len(job_info(hook_sim, job_id)["webhook_answers"]) == WEBHOOK_ATTEMPTS,
+        20,
+        "all tries",
+    )
+    assert stats(hook_sim)["webhooks_delivered"] == 0

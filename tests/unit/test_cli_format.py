@@ -1,0 +1,54 @@
+"""How the CLI shows a job: status lines, the archive's progress bar, the jobs table."""
+
+from __future__ import annotations
+
+from worker.cli import describe, format_table, progress_bar
+from worker.jobs import Job
+
+MiB = 1024 * 1024
+
+
+def job(**values: object) -> Job:
+    base: dict[str, object] = {
+        "id": "a" * 32,
+        "status": "queued",
+        "video_url": "https://v/x.mp4",
+        "audio_url": "https://v/a.wav",
+        "created_ts": 1_700_000_000.0,
+    }
+    base.update(values)
+    return Job(**base)  # type: ignore[arg-type]
+
+
+def test_progress_bar_shows_share_and_mib_copied() -> None:
+    assert (
+        progress_bar(15 * MiB, 30 * MiB) == "[===============>              ]  50%  15.0/30.0 MiB"
+    )
+
+
+def test_progress_bar_is_full_at_the_end_and_never_overflows() -> None:
+    assert progress_bar(40 * MiB, 30 * MiB).startswith("[" + "=" * 30 + "] 100%")
+
+
+def test_progress_without_a_known_total_shows_mib_copied() -> None:
+    assert progress_bar(3 * MiB, None) == "3.0 MiB copied"
+
+
+def test_an_archiving_job_is_described_with_its_progress_bar() -> None:
+    line = describe(
+        job(status="archiving", archive_progress_bytes=MiB, archive_total_bytes=4 * MiB)
+    )
+    assert line.endswith("archiving [=======>                      ]  25%  1.0/4.0 MiB")
+
+
+def test_final_jobs_are_described_by_their_uri_or_their_error() -> None:
+    assert describe(job(status="archived", archive_uri="s3://b/k.mp4")).endswith(
+        "archived to s3://b/k.mp4"
+    )
+    assert describe(job(status="failed", error="Akool said no")).endswith("failed: Akool said no")
+
+
+def test_jobs_table_has_a_header_and_one_row_per_job() -> None:
+    table = format_table([job(), job(id="b" * 32, status="failed", error="gone")]).splitlines()
+    assert table[0].split()[:2] == ["JOB", "STATUS"]
+    assert len(table) == 3 and "gone" in table[2]
