@@ -82,6 +82,21 @@ return 0
 """
 
 
+# Re-opens a failed job for an operator's retry: the one write that may change a final job.
+# KEYS: job hash, due set, expiry set. ARGV: job id, status, due, now, new poll deadline
+# ('' keeps it). Returns 1 when re-opened, 0 when the job is not failed (any more).
+_REOPEN_FAILED = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', '', 'updated_ts', ARGV[4],
+           'redrives', '0')
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'poll_deadline_ts', ARGV[5]) end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local expires = redis.call('HGET', KEYS[1], 'expires_ts')
+if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[1]) end
+return 1
+"""
+
+
 def new_job_id() -> str:
     """An unguessable job id: 128 random bits as 32 lowercase hex digits."""
     return secrets.token_hex(16)
@@ -208,6 +223,7 @@ class JobStore:
         self._retention = int(retention_seconds)
         self._update = client.register_script(_UPDATE_UNLESS_FINAL)
         self._own_poll = client.register_script(_OWN_POLL)
+        self._reopen = client.register_script(_REOPEN_FAILED)
 
     @_translated
     def create(
@@ -294,6 +310,17 @@ class JobStore:
             pipe.hset(self._key(job_id), "archive_total_bytes", total_bytes)
         pipe.zadd(DUE_KEY, {job_id: due}, xx=True)  # never re-adds a finished job
         pipe.execute()
+
+    @_translated
+    def reopen(
+        self, job_id: str, status: str, *, due: float, poll_deadline: float | None = None
+    ) -> bool:
+        """Make a failed job unfinished again at `status`, its error cleared and back in the
+        due set (a new poll deadline when given); False when it is not failed (any more)."""
+        keys = [self._key(job_id), DUE_KEY, EXPIRY_KEY]
+        deadline = "" if poll_deadline is None else repr(poll_deadline)
+        args = [job_id, status, repr(due), repr(time.time()), deadline]
+        return bool(self._reopen(keys=keys, args=args))
 
     @_translated
     def own_poll(self, job_id: str, task_id: str) -> bool:

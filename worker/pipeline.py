@@ -7,6 +7,7 @@ redelivered or duplicated task finds the record already advanced and does no wor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +34,10 @@ from worker.errors import (
 from worker.jobs import ARCHIVED, ARCHIVING, FAILED, PROCESSING, SUBMITTED, Job, JobStore
 
 logger = logging.getLogger(__name__)
+
+# A poll countdown waits unacknowledged in the worker: it must stay far below the broker's
+# visibility timeout (see worker/celery_app.py), whatever WEBHOOK_POLL_MAX_SECONDS says.
+LONGEST_POLL_COUNTDOWN_SECONDS = 900.0
 
 SUBMIT_UNKNOWN_MESSAGE = (
     "a submit for this job was sent to Akool but its answer was never recorded (the worker "
@@ -112,12 +117,30 @@ def _claim_once(store: JobStore, job: Job, settings: Settings) -> Callable[[], N
     return claim
 
 
+def webhook_for(job: Job, settings: Settings) -> str | None:
+    """The webhookUrl Akool is given: the caller's own, else our receiver when configured
+    (Akool takes one URL; a job with the caller's is polled on the normal schedule)."""
+    return job.webhook_url or settings.akool_webhook_url
+
+
+def poll_settings(settings: Settings, job: Job) -> Settings:
+    """The settings that schedule this job's polls: with our webhook receiver told about the
+    job, polling is only the safety net, so its longest interval is WEBHOOK_POLL_MAX_SECONDS
+    (capped, like POLL_MAX_SECONDS, far below the broker's visibility timeout)."""
+    if not settings.akool_webhook_url or job.webhook_url:
+        return settings
+    longest = max(settings.webhook_poll_max_seconds, settings.poll_initial_seconds)
+    return dataclasses.replace(
+        settings, poll_max_seconds=min(longest, LONGEST_POLL_COUNTDOWN_SECONDS)
+    )
+
+
 def _send_submit(store: JobStore, client: AkoolClient, job: Job, settings: Settings) -> str:
     try:
         return client.submit(
             job.video_url,
             job.audio_url,
-            job.webhook_url,
+            webhook_for(job, settings),
             before_send=_claim_once(store, job, settings),
         )
     except AkoolSubmitUnknown:

@@ -47,6 +47,31 @@ def stalled_step(job: Job) -> str | None:
     return SUBMIT
 
 
+# The status a re-opened job goes back to, by the step it is re-driven from.
+REOPENED_STATUS = {SUBMIT: "queued", POLL: "processing", ARCHIVE: "archiving"}
+
+
+def retry_step(job: Job) -> str:
+    """The step an operator's retry re-drives `job` from; ValueError when it must not.
+
+    Never a second submit once one may have reached Akool: with Akool's id the job is
+    polled or archived; with a submit claim but no id, whether Akool created the job is
+    unknown, and sending it again could pay twice.
+    """
+    if job.status == "archived":
+        raise ValueError(f"job {job.id} is archived; there is nothing to retry")
+    if job.result_url:
+        return ARCHIVE
+    if job.akool_id:
+        return POLL
+    if job.submit_claimed_ts is not None:
+        raise ValueError(
+            f"job {job.id}: a submit was sent to Akool but its outcome is unknown, so it is "
+            "not sent again (that could pay twice); check Akool's dashboard for this job"
+        )
+    return SUBMIT
+
+
 def sweep(
     store: JobStore,
     settings: Settings,

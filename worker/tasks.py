@@ -10,20 +10,17 @@ polling, the safety net, waits up to WEBHOOK_POLL_MAX_SECONDS between polls.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis
 from celery import Task, chain, uuid
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from config.settings import Settings
 from worker import deps, notify
-from worker.akool import AkoolClient
 from worker.api import QUEUED_STALL_SECONDS
 from worker.backoff import backoff_seconds
 from worker.celery_app import (
@@ -35,18 +32,18 @@ from worker.celery_app import (
 )
 from worker.errors import AkoolRateLimited, LipsyncError, PermanentError, TransientError
 from worker.jobs import (
-    ARCHIVED,
-    ARCHIVING,
-    DUE_KEY,
-    EXPIRY_KEY,
     FAILED,
-    KEY_PREFIX,
-    PROCESSING,
-    QUEUED,
-    Job,
 )
-from worker.pipeline import archive_step, plan_next_poll, poll_step, submit_step
-from worker.sweeper import ARCHIVE, POLL, SUBMIT, at_risk, sweep
+from worker.pipeline import archive_step, plan_next_poll, poll_settings, poll_step, submit_step
+from worker.sweeper import (
+    ARCHIVE,
+    POLL,
+    REOPENED_STATUS,
+    SUBMIT,
+    at_risk,
+    retry_step,
+    sweep,
+)
 from worker.webhook import claim_archive, remember_akool_id
 
 logger = logging.getLogger(__name__)
@@ -59,10 +56,6 @@ SUBMIT_MAX_RETRIES = 15
 # Archive retries stop at the job's expires_at (the video is gone then) or after this long
 # when that is unknown.
 ARCHIVE_FALLBACK_RETRY_SECONDS = 24 * 3600
-# A poll countdown waits unacknowledged in the worker: it must stay far below the broker's
-# visibility timeout, like POLL_MAX_SECONDS (see worker/celery_app.py), whatever
-# WEBHOOK_POLL_MAX_SECONDS says.
-LONGEST_POLL_COUNTDOWN_SECONDS = 900.0
 
 
 def _fail(job_id: str, error: BaseException) -> None:
@@ -75,37 +68,6 @@ def _fail(job_id: str, error: BaseException) -> None:
     if deps.job_store().fail(job_id, message):
         notify.announce_end(job_id)
     raise Ignore()
-
-
-class ReceiverAsWebhook:
-    """The Akool client, naming our webhook receiver as webhookUrl when the job has none.
-
-    A caller's own webhook_url is still passed instead (Akool takes one URL); that job is
-    then polled on the normal schedule, as our receiver never hears about it.
-    """
-
-    def __init__(self, client: AkoolClient, receiver_url: str) -> None:
-        self._client = client
-        self._receiver_url = receiver_url
-
-    def submit(
-        self,
-        video_url: str,
-        audio_url: str,
-        webhook_url: str | None = None,
-        *,
-        before_send: Callable[[], None] | None = None,
-    ) -> str:
-        """Akool's submit, with our receiver as the default webhookUrl."""
-        url = webhook_url or self._receiver_url
-        return self._client.submit(video_url, audio_url, url, before_send=before_send)
-
-
-def _submit_client(settings: Settings) -> AkoolClient:
-    client = deps.akool_client()
-    if not settings.akool_webhook_url:
-        return client
-    return cast(AkoolClient, ReceiverAsWebhook(client, settings.akool_webhook_url))
 
 
 def _index_akool_id(job_id: str, akool_id: str | None) -> None:
@@ -173,7 +135,7 @@ def submit(self: Task, job_id: str) -> str:
     akool_id = _run(
         self,
         job_id,
-        lambda: submit_step(deps.job_store(), _submit_client(s), job_id, s),
+        lambda: submit_step(deps.job_store(), deps.akool_client(), job_id, s),
         may_retry=may_retry,
     )
     if akool_id is None:
@@ -215,17 +177,6 @@ def poll(self: Task, job_id: str) -> str:
         logger.info("Job %s: its archive was already started (webhook); stopping here", job_id)
         raise Ignore()
     return job_id
-
-
-def poll_settings(settings: Settings, job: Job) -> Settings:
-    """The settings that schedule this job's polls: with our webhook receiver told about the
-    job, polling is only the safety net, so its longest interval is WEBHOOK_POLL_MAX_SECONDS."""
-    if not settings.akool_webhook_url or job.webhook_url:
-        return settings
-    longest = max(settings.webhook_poll_max_seconds, settings.poll_initial_seconds)
-    return dataclasses.replace(
-        settings, poll_max_seconds=min(longest, LONGEST_POLL_COUNTDOWN_SECONDS)
-    )
 
 
 def _retry_poll(task: Task, job_id: str, why: str, retry_after: float | None) -> None:
@@ -343,57 +294,6 @@ def expiry_guard() -> int:
 
 # --- Operators: re-drive a failed or stuck job (`lipsync retry JOB_ID`) -----------------------
 
-# The status a re-opened job goes back to, by the step it is re-driven from.
-REOPENED_STATUS = {SUBMIT: QUEUED, POLL: PROCESSING, ARCHIVE: ARCHIVING}
-
-# Re-opens a failed job: the one write that may change a final job, so it lives apart from
-# JobStore.update. KEYS: job hash, due set, expiry set. ARGV: job id, status, due, now, new
-# poll deadline ('' keeps it). Returns 1 when re-opened, 0 when the job is not failed (now).
-_REOPEN_FAILED = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', '', 'updated_ts', ARGV[4],
-           'redrives', '0')
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'poll_deadline_ts', ARGV[5]) end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-local expires = redis.call('HGET', KEYS[1], 'expires_ts')
-if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[1]) end
-return 1
-"""
-
-
-def retry_step(job: Job) -> str:
-    """The step an operator's retry re-drives `job` from; ValueError when it must not.
-
-    Never a second submit once one may have reached Akool: with Akool's id the job is
-    polled or archived; with a submit claim but no id, whether Akool created the job is
-    unknown, and sending it again could pay twice.
-    """
-    if job.status == ARCHIVED:
-        raise ValueError(f"job {job.id} is archived; there is nothing to retry")
-    if job.result_url:
-        return ARCHIVE
-    if job.akool_id:
-        return POLL
-    if job.submit_claimed_ts is not None:
-        raise ValueError(
-            f"job {job.id}: a submit was sent to Akool but its outcome is unknown, so it is "
-            "not sent again (that could pay twice); check Akool's dashboard for this job"
-        )
-    return SUBMIT
-
-
-def reopen_failed(client: redis.Redis, job: Job, step: str, settings: Settings) -> bool:
-    """Make a failed job unfinished again, at the status of `step`, with its error cleared
-    and back in the due set; False when it is no longer failed."""
-    now = time.time()
-    due = now + (settings.stall_seconds if step != SUBMIT else QUEUED_STALL_SECONDS)
-    # A job that timed out polling gets a whole new poll window, or it fails again at once.
-    deadline = repr(now + settings.poll_timeout_seconds) if step == POLL else ""
-    script = client.register_script(_REOPEN_FAILED)
-    keys = [KEY_PREFIX + job.id, DUE_KEY, EXPIRY_KEY]
-    args = [job.id, REOPENED_STATUS[step], repr(due), repr(now), deadline]
-    return bool(script(keys=keys, args=args))
-
 
 def retry_job(job_id: str) -> str:
     """Re-drive a failed or stuck job from where it stopped; return the step (submit, poll
@@ -402,7 +302,11 @@ def retry_job(job_id: str) -> str:
     job = store.get(job_id)
     step = retry_step(job)
     if job.status == FAILED:
-        if not reopen_failed(deps.redis_client(), job, step, s):
+        now = time.time()
+        due = now + (s.stall_seconds if step != SUBMIT else QUEUED_STALL_SECONDS)
+        # A job that timed out polling gets a whole new poll window, or it fails again at once.
+        deadline = now + s.poll_timeout_seconds if step == POLL else None
+        if not store.reopen(job_id, REOPENED_STATUS[step], due=due, poll_deadline=deadline):
             raise ValueError(f"job {job_id} changed while being retried; look at it again")
         notify.forget_announcement(deps.redis_client(), job_id)
     else:

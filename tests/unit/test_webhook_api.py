@@ -15,7 +15,6 @@ import pytest
 from celery import signature
 
 from config.settings import Settings
-from worker.akool import AkoolClient
 from worker.api import submit_lipsync, wait_until_final
 from worker.celery_app import AKOOL_QUEUE
 from worker.devstack import free_port
@@ -28,13 +27,8 @@ from worker.notify import (
     encode_on_complete,
     signatures_for,
 )
-from worker.sweeper import ARCHIVE, POLL, SUBMIT
-from worker.tasks import (
-    LONGEST_POLL_COUNTDOWN_SECONDS,
-    ReceiverAsWebhook,
-    poll_settings,
-    retry_step,
-)
+from worker.pipeline import LONGEST_POLL_COUNTDOWN_SECONDS, poll_settings, webhook_for
+from worker.sweeper import ARCHIVE, POLL, SUBMIT, retry_step
 
 VIDEO = "https://example.invalid/v.mp4"
 AUDIO = "https://example.invalid/a.wav"
@@ -236,21 +230,12 @@ def test_a_job_without_notify_url_posts_nothing() -> None:
 # --- webhooks on: what is sent to Akool and how often we poll ------------------------------------
 
 
-class RecordingClient:
-    def __init__(self) -> None:
-        self.webhooks: list[str | None] = []
-
-    def submit(self, video: str, audio: str, webhook_url: str | None = None, **_: Any) -> str:
-        self.webhooks.append(webhook_url)
-        return "akool-id"
-
-
 def test_submit_names_our_receiver_unless_the_caller_gave_a_webhook_url() -> None:
-    client = RecordingClient()
-    wrapped = ReceiverAsWebhook(cast(AkoolClient, client), RECEIVER)
-    wrapped.submit(VIDEO, AUDIO, None)
-    wrapped.submit(VIDEO, AUDIO, "https://caller.example.com/cb")
-    assert client.webhooks == [RECEIVER, "https://caller.example.com/cb"]
+    hooked = Settings(akool_webhook_url=RECEIVER)
+    assert webhook_for(job(), hooked) == RECEIVER
+    caller = "https://caller.example.com/cb"
+    assert webhook_for(job(webhook_url=caller), hooked) == caller
+    assert webhook_for(job(), Settings()) is None
 
 
 def test_with_webhooks_on_polls_wait_up_to_the_webhook_poll_max() -> None:
