@@ -112,3 +112,15 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = {name for name in settings_variables() if f"`{name}`" not in readme}
     assert not missing, f"README's configuration table lacks {sorted(missing)}"
+
+
+def test_honcho_accepts_the_procfile() -> None:
+    import subprocess
+    import sys
+
+    honcho = Path(sys.executable).parent / "honcho"
+    done = subprocess.run(
+        [str(honcho), "check"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "worker, beat, web" in done.stderr + done.stdout
