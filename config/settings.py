@@ -31,8 +31,9 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 ARCHIVE_MAX_BYTES = 1024**3
 # Akool deletes generated files after 7 days.
 AKOOL_FILE_LIFETIME_SECONDS = 7 * 24 * 3600
-# Akool publishes no rate limit; 5 requests a second for the whole fleet stays polite and
-# still polls 10,000 jobs a minute apart.
+# Akool publishes no rate limit; 5 requests a second for the whole fleet stays polite. It
+# keeps about 225 jobs on the 60 s poll pace; more jobs in flight are polled less often
+# (10,000 jobs: every ~33 min). Size it to jobs in flight / 45 s within Akool's real limit.
 AKOOL_MAX_RPS = 5.0
 # A job whose last sign of life is older than this (past its next expected step) is stalled
 # and re-driven by the sweeper: above the longest Akool call, so a running submit is spared.

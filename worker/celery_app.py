@@ -62,6 +62,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One message at a time per process: archives are long, and a busy worker must not
         # hoard them while another sits idle.
         "worker_prefetch_multiplier": 1,
+        # worker_eta_task_limit is deliberately NOT set, although the worker holds every
+        # waiting poll countdown in memory (~12 KiB each, celery#2218). Measured with
+        # `python -m bench` (part 2, 10,000 polling jobs): with a limit that binds (2,500) the
+        # worker starves (it ran 38 of the 222 polls/s needed; ~7,900 polls sat in Redis up
+        # to 56 s past their ETA), because kombu 5.6.2's QoS clamps the prefetch increments
+        # at the limit but still decrements once per ETA task run, so the prefetch budget
+        # leaks down to 1. Bound the memory by moving poll scheduling out of Celery
+        # countdowns instead (see bench/RESULTS.md).
         # Publishing (including self.retry) survives short Redis outages.
         "task_publish_retry": True,
         "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
@@ -73,6 +81,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # and the repeat finds the job advanced (idempotent steps).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Results are small (a job id or URI) and the job record is the source of truth.
+        # Nothing reads task results (no AsyncResult anywhere; a chain hands each return
+        # value to the next task in its message), so none are stored. Measured with
+        # `python -m bench` (10,000 polling jobs, bench/RESULTS.md): every poll's
+        # self.retry otherwise writes a RETRY record with its traceback (~1.4 KB, kept
+        # RESULT_EXPIRES_SECONDS) plus a PUBLISH: about 1.4 KB of Redis per job in flight
+        # (5.1 -> 3.7 KB) and two Redis round trips per poll.
+        "task_ignore_result": True,
         "result_expires": RESULT_EXPIRES_SECONDS,
         "result_extended": False,
         "task_track_started": False,

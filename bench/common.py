@@ -1,0 +1,113 @@
+"""Shared helpers: environment for child processes, medians, timing, a bench-wide deadline."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for bench child processes: local fake AWS credentials, no profile,
+    the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AKOOL_", "ARCHIVE_"))}
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.pop("AWS_PROFILE", None)
+    env.update(extra)
+    return env
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest rank; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return float(ordered[rank])
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in (
+        "celery",
+        "kombu",
+        "redis",
+        "boto3",
+        "botocore",
+        "s3transfer",
+        "requests",
+        "urllib3",
+        "moto",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    out["redis-server"] = _first_line(["redis-server", "--version"]).split(" sha=")[0]
+    out["rclone"] = _first_line(["rclone", "version"])
+    return out
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing"
+    return (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout else "missing"
+
+
+@dataclass
+class Section:
+    """One part of the bench: its rows, notes and profile excerpts, ready for RESULTS.md."""
+
+    title: str
+    intro: str = ""
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    profiles: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Deadline:
+    """Wall-clock budget of the whole run; parts shorten their windows when it runs low."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    if value != value:  # nan
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def mib(value: float) -> str:
+    return fmt(value / MiB, 1)

@@ -1,0 +1,168 @@
+"""Local processes for the Celery benches: a private stack (worker.devstack) plus helpers to
+start a worker of any app module, enqueue from a child process and wait, all bounded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+from bench.common import ROOT, child_env
+from worker.devstack import (
+    BUCKET,
+    SIM_API_KEY,
+    SIM_CLIENT_ID,
+    SIM_CLIENT_SECRET,
+    START_TIMEOUT_SECONDS,
+    Process,
+    RedisServer,
+    S3Server,
+    SimulatorServer,
+    Stack,
+    stack_env,
+    start_worker,
+    wait_until,
+)
+
+QUEUES = "lipsync.akool,lipsync.archive"
+
+
+def bench_env(stack: Stack, **overrides: str) -> dict[str, str]:
+    """The stack's worker environment with production poll settings and the bench's
+    overrides (AKOOL_MAX_RPS...)."""
+    env = child_env()
+    env.update(stack.env)
+    env.update(
+        {
+            "POLL_INITIAL_SECONDS": "5",
+            "POLL_MAX_SECONDS": "60",
+            "POLL_TIMEOUT_SECONDS": "7200",
+            "AKOOL_MAX_RPS": "1000",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def worker(
+    stack: Stack,
+    env: dict[str, str],
+    *,
+    app: str = "worker.celery_app",
+    name: str = "bench",
+    concurrency: int = 2,
+) -> Process:
+    """The Procfile's worker command for `app`, started and ready."""
+    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", QUEUES]
+    argv += ["--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"{name}@%h"]
+    argv += ["--without-gossip", "--without-mingle"]
+    return start_worker(stack.directory, env, name=name, argv=argv)
+
+
+def enqueue(env: dict[str, str], *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run bench.enqueue in a child process; its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.enqueue", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.enqueue {args[:2]} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> float | None:
+    """Poll `check` until True; the time.time() it became True, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return time.time()
+        time.sleep(interval)
+    return None
+
+
+def log_tail(process: Process, chars: int = 3000) -> str:
+    return process.log_text()[-chars:]
+
+
+class NoDelaySimulator(SimulatorServer):
+    """worker.simulator started through bench.nodelay (TCP_NODELAY)."""
+
+    def start(self) -> NoDelaySimulator:
+        argv = [sys.executable, "-m", "bench.nodelay", "simulator", "--host", "127.0.0.1"]
+        argv += ["--port", str(self.port), "--api-key", SIM_API_KEY]
+        argv += ["--client-id", SIM_CLIENT_ID, "--client-secret", SIM_CLIENT_SECRET]
+        log = self.directory / "simulator.log"
+        self.process = Process("simulator", argv, log, env=child_env()).start()
+        wait_until(
+            lambda: requests.get(self.url + "/_sim/stats", timeout=1).ok,
+            START_TIMEOUT_SECONDS,
+            "Akool simulator (nodelay)",
+        )
+        return self
+
+
+# moto keeps an object in memory up to this size and spools the rest to a temporary file
+# (default: just under 5 MiB). On this machine /tmp is a real disk, and its write-back made
+# moto's time for the same 300 MiB upload vary from 2.3 to 4.2 s; in memory it is steadier.
+MOTO_BUFFER_BYTES = 2 * 1024**3
+
+
+class NoDelayS3(S3Server):
+    """moto's server started through bench.nodelay (TCP_NODELAY), objects kept in memory."""
+
+    def start(self) -> NoDelayS3:
+        argv = [sys.executable, "-m", "bench.nodelay", "moto", "-H", "127.0.0.1"]
+        argv += ["-p", str(self.port)]
+        env = child_env(MOTO_S3_DEFAULT_KEY_BUFFER_SIZE=str(MOTO_BUFFER_BYTES))
+        self.process = Process("s3", argv, self.directory / "s3.log", env=env).start()
+        wait_until(
+            lambda: requests.get(self.url, timeout=1).status_code < 500,
+            START_TIMEOUT_SECONDS,
+            "moto S3 server (nodelay)",
+        )
+        return self
+
+
+@contextlib.contextmanager
+def bench_stack(*, nodelay: bool = True) -> Iterator[Stack]:
+    """Like worker.devstack.local_stack, optionally with the servers' Nagle delay off."""
+    directory = Path(tempfile.mkdtemp(prefix="lipsync-bench-"))
+    services: list[Any] = []
+    try:
+        redis_server = RedisServer(directory).start()
+        services.append(redis_server)
+        s3 = (NoDelayS3 if nodelay else S3Server)(directory).start()
+        services.append(s3)
+        sim = (NoDelaySimulator if nodelay else SimulatorServer)(directory).start()
+        services.append(sim)
+        env = stack_env(redis_server.url, s3.url, sim.url)
+        stack = Stack(directory, redis_server, s3, sim, env)
+        boto3.client(
+            "s3",
+            endpoint_url=s3.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's fake credential
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
+        yield stack
+    finally:
+        for service in reversed(services):
+            service.stop()
+        shutil.rmtree(directory, ignore_errors=True)
