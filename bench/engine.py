@@ -206,7 +206,7 @@ def run(
             fmt(bare_stored["cpu_ms"], 1),
         ],
         [
-            "pipeline, stock simulator and moto (Nagle on)",
+            "pipeline, stock moto (Nagle on) and the simulator as shipped",
             str(stock_count),
             fmt(stock["seconds"], 2),
             fmt(stock["rate"]),
