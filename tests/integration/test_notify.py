@@ -7,15 +7,14 @@ import base64
 import json
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import AUDIO_URL, Deployment, video_url
+from tests.postsink import PostSink, post_sink
 from worker.devstack import wait_until
 from worker.notify import NOTIFIED_PREFIX
 
@@ -70,35 +69,10 @@ def submit(deployment: Deployment, video: str, *, queue: str = "", notify_url: s
     return python(deployment, SUBMIT_WITH_EXTRAS, video, queue, notify_url, AUDIO_URL)
 
 
-class AppEndpoint(BaseHTTPRequestHandler):
-    """The application's notify_url: records each POSTed record, answers scripted statuses
-    first, then 200."""
-
-    answers: list[int] = []
-    records: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        length = int(self.headers.get("Content-Length") or 0)
-        type(self).records.append(json.loads(self.rfile.read(length)))
-        status = type(self).answers.pop(0) if type(self).answers else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def endpoint() -> Iterator[tuple[str, type[AppEndpoint]]]:
-    handler = type("Endpoint", (AppEndpoint,), {"answers": [], "records": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/lipsync-done?token=t", handler
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def endpoint() -> Iterator[tuple[str, type[PostSink]]]:
+    with post_sink("/lipsync-done?token=t") as sink:
+        yield sink
 
 
 def messages(deployment: Deployment, queue: str, count: int) -> list[dict[str, Any]]:
@@ -148,20 +122,20 @@ def test_on_complete_signature_is_called_with_the_job_id_when_archived(
 
 
 def test_notify_url_receives_the_archived_job_record_after_a_busy_answer(
-    deployment: Deployment, endpoint: tuple[str, type[AppEndpoint]]
+    deployment: Deployment, endpoint: tuple[str, type[PostSink]]
 ) -> None:
     url, app = endpoint
     app.answers.append(503)
     job = deployment.wait(submit(deployment, video_url(polls=1), notify_url=url))
 
-    wait_until(lambda: len(app.records) >= 2, 30, "the record posted twice")
-    assert [r["id"] for r in app.records] == [job.id, job.id]
-    assert app.records[-1]["status"] == "archived"
-    assert app.records[-1]["archive_uri"] == job.archive_uri
+    wait_until(lambda: len(app.bodies) >= 2, 30, "the record posted twice")
+    assert [r["id"] for r in app.bodies] == [job.id, job.id]
+    assert app.bodies[-1]["status"] == "archived"
+    assert app.bodies[-1]["archive_uri"] == job.archive_uri
 
 
 def test_a_failed_job_is_announced_on_both_channels(
-    deployment: Deployment, endpoint: tuple[str, type[AppEndpoint]]
+    deployment: Deployment, endpoint: tuple[str, type[PostSink]]
 ) -> None:
     url, app = endpoint
     queue = f"app-events-{uuid.uuid4().hex}"
@@ -169,9 +143,9 @@ def test_a_failed_job_is_announced_on_both_channels(
 
     assert job.status == "failed"
     assert messages(deployment, queue, 1)[0]["args"] == [job.id, "extra"]
-    wait_until(lambda: len(app.records) >= 1, 30, "the record posted")
-    assert app.records[0]["status"] == "failed"
-    assert "video_status 4" in app.records[0]["error"]
+    wait_until(lambda: len(app.bodies) >= 1, 30, "the record posted")
+    assert app.bodies[0]["status"] == "failed"
+    assert "video_status 4" in app.bodies[0]["error"]
 
 
 # --- retry_job ---------------------------------------------------------------------------------
@@ -191,7 +165,7 @@ def test_retry_submits_a_job_that_failed_before_akool_created_it(deployment: Dep
 
 
 def test_retry_polls_a_job_that_failed_while_akool_worked_on_it_and_never_submits_again(
-    deployment: Deployment, endpoint: tuple[str, type[AppEndpoint]]
+    deployment: Deployment, endpoint: tuple[str, type[PostSink]]
 ) -> None:
     url, app = endpoint
     video = video_url(seconds=3)
@@ -207,8 +181,8 @@ def test_retry_polls_a_job_that_failed_while_akool_worked_on_it_and_never_submit
     assert job.status == "archived", job.error
     assert job.error is None
     assert deployment.submits_for(video) == 1
-    wait_until(lambda: len(app.records) >= 1, 30, "the archive announced")
-    assert app.records[0]["status"] == "archived"
+    wait_until(lambda: len(app.bodies) >= 1, 30, "the archive announced")
+    assert app.bodies[0]["status"] == "archived"
 
 
 def test_retry_refuses_a_job_whose_submit_may_have_created_an_akool_job(

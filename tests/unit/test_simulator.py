@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 import requests
 import urllib3
 
+from tests.postsink import PostSink, post_sink
 from worker.devstack import wait_until
 from worker.simulator import (
     WEBHOOK_ATTEMPTS,
@@ -508,34 +507,10 @@ HOOK_CLIENT_ID = "hook-client"  # shorter than 16 bytes: the IV is padded with s
 HOOK_SECRET = "0123456789abcdef"
 
 
-class CallbackRecorder(BaseHTTPRequestHandler):
-    """Records callback bodies; answers the scripted statuses first, then 200."""
-
-    answers: list[int] = []
-    bodies: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        length = int(self.headers.get("Content-Length") or 0)
-        type(self).bodies.append(json.loads(self.rfile.read(length)))
-        status = type(self).answers.pop(0) if type(self).answers else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def hook() -> Iterator[tuple[str, type[CallbackRecorder]]]:
-    handler = type("OneRecorder", (CallbackRecorder,), {"answers": [], "bodies": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/webhooks/akool", handler
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def hook() -> Iterator[tuple[str, type[PostSink]]]:
+    with post_sink("/webhooks/akool") as sink:
+        yield sink
 
 
 @pytest.fixture
@@ -548,7 +523,7 @@ def hook_sim() -> Iterator[Simulator]:
     simulator.stop()
 
 
-def callbacks_of(handler: type[CallbackRecorder], count: int) -> list[dict[str, Any]]:
+def callbacks_of(handler: type[PostSink], count: int) -> list[dict[str, Any]]:
     """The first `count` decrypted callback payloads, after checking each signature."""
     wait_until(lambda: len(handler.bodies) >= count, 10, f"{count} callbacks")
     payloads = []
@@ -572,7 +547,7 @@ def test_webhook_scenario_is_read_from_sim_query_params() -> None:
 
 
 def test_a_job_with_webhook_url_gets_an_encrypted_signed_completion_callback(
-    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[PostSink]]
 ) -> None:
     url, handler = hook
     job_id = submit(hook_sim, session, "https://x.invalid/v.mp4", webhookUrl=url).json()["data"][
@@ -590,7 +565,7 @@ def test_a_job_with_webhook_url_gets_an_encrypted_signed_completion_callback(
 
 
 def test_the_callback_announces_completion_while_polls_still_say_processing(
-    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[PostSink]]
 ) -> None:
     url, handler = hook
     video = "https://x.invalid/v.mp4?sim_polls=1000&sim_seconds=0.2&sim_webhook_progress=1"
@@ -600,7 +575,7 @@ def test_the_callback_announces_completion_while_polls_still_say_processing(
 
 
 def test_a_failed_job_calls_back_with_status_4_and_no_url(
-    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[PostSink]]
 ) -> None:
     url, handler = hook
     submit(hook_sim, session, "https://x.invalid/v.mp4?sim_final=4", webhookUrl=url)
@@ -609,7 +584,7 @@ def test_a_failed_job_calls_back_with_status_4_and_no_url(
 
 
 def test_a_callback_not_answered_200_is_sent_again_until_it_is(
-    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[PostSink]]
 ) -> None:
     url, handler = hook
     handler.answers.extend([503, 401])
@@ -623,7 +598,7 @@ def test_a_callback_not_answered_200_is_sent_again_until_it_is(
 
 
 def test_a_callback_is_tried_a_bounded_number_of_times(
-    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[CallbackRecorder]]
+    hook_sim: Simulator, session: requests.Session, hook: tuple[str, type[PostSink]]
 ) -> None:
     url, handler = hook
     handler.answers.extend([500] * (WEBHOOK_ATTEMPTS + 3))

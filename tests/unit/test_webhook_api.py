@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 import pytest
 from celery import signature
 
 from config.settings import Settings
+from tests.postsink import PostSink, post_sink
 from worker.api import submit_lipsync, wait_until_final
 from worker.celery_app import AKOOL_QUEUE
 from worker.devstack import free_port
@@ -153,37 +152,13 @@ def test_a_job_without_either_calls_nothing_and_a_broken_signature_is_skipped() 
     assert signatures_for(job(status=FAILED, on_complete="{not json")) == []
 
 
-class Recorder(BaseHTTPRequestHandler):
-    answers: list[int] = []
-    bodies: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        length = int(self.headers.get("Content-Length") or 0)
-        type(self).bodies.append(json.loads(self.rfile.read(length)))
-        status = type(self).answers.pop(0) if type(self).answers else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def recorder() -> Iterator[tuple[str, type[Recorder]]]:
-    handler = type("OneRecorder", (Recorder,), {"answers": [], "bodies": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook?token=app-secret", handler
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def recorder() -> Iterator[tuple[str, type[PostSink]]]:
+    with post_sink("/hook?token=app-secret") as sink:
+        yield sink
 
 
-def test_notify_posts_the_job_record_as_json(recorder: tuple[str, type[Recorder]]) -> None:
+def test_notify_posts_the_job_record_as_json(recorder: tuple[str, type[PostSink]]) -> None:
     url, handler = recorder
     ended = job(status=ARCHIVED, notify_url=url, archive_uri="s3://b/k.mp4")
     assert deliver(cast(JobStore, FakeStore(ended)), ended.id) == 200
@@ -194,7 +169,7 @@ def test_notify_posts_the_job_record_as_json(recorder: tuple[str, type[Recorder]
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_notify_answered_busy_is_worth_trying_again(
-    recorder: tuple[str, type[Recorder]], status: int
+    recorder: tuple[str, type[PostSink]], status: int
 ) -> None:
     url, handler = recorder
     handler.answers.append(status)
@@ -206,7 +181,7 @@ def test_notify_answered_busy_is_worth_trying_again(
 
 @pytest.mark.parametrize("status", [301, 404, 410])
 def test_notify_refused_is_not_tried_again(
-    recorder: tuple[str, type[Recorder]], status: int
+    recorder: tuple[str, type[PostSink]], status: int
 ) -> None:
     url, handler = recorder
     handler.answers.append(status)
