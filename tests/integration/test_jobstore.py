@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,16 +18,9 @@ pytestmark = pytest.mark.integration
 SETTINGS = load_settings({"STALL_SECONDS": "30"})
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    running = RedisServer(Path(tmp_path_factory.mktemp("redis"))).start()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(server.url)
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_server.url)
     conn.flushdb()
     yield conn
     conn.flushdb()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,16 +272,6 @@ def test_the_client_repr_shows_no_secret_or_token(
 
 
 # --- the shared request budget and Retry-After -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with tempfile.TemporaryDirectory() as tmpdir:
-        server = RedisServer(Path(tmpdir)).start()
-        try:
-            yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture

@@ -15,16 +15,6 @@ from worker.errors import AkoolRateLimited, AkoolTransientError, StoreUnavailabl
 from worker.ratelimit import RequestBudget
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with tempfile.TemporaryDirectory() as tmpdir:
-        server = RedisServer(Path(tmpdir)).start()
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
 @pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     connection = redis.Redis.from_url(redis_server.url, socket_timeout=5)
