@@ -22,6 +22,10 @@ class PermanentError(LipsyncError):
     """Retrying cannot help; the job fails with this message."""
 
 
+class ConfigError(LipsyncError, ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
 # --- Akool ---------------------------------------------------------------------------------
 
 
@@ -83,6 +87,10 @@ class PollTimeout(PermanentError):
     """Akool did not finish the job within POLL_TIMEOUT_SECONDS."""
 
 
+class StillProcessing(TransientError):
+    """Akool answered the poll: the job is not finished yet. Poll again later."""
+
+
 # --- Archive -------------------------------------------------------------------------------
 
 
@@ -134,3 +142,26 @@ class JobStateError(PermanentError):
 
 class StoreUnavailable(TransientError):
     """Redis, which holds the job records, could not be reached."""
+
+
+# --- Webhooks and notifications --------------------------------------------------------------
+
+
+class WebhookRejected(PermanentError):
+    """A callback that is refused; `http_status` is what the receiver answers."""
+
+    def __init__(self, message: str, *, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class WebhookKeyError(PermanentError):
+    """The client secret is not a valid AES key (16, 24 or 32 bytes as UTF-8)."""
+
+
+class NotifyFailed(TransientError):
+    """The notify_url could not be reached or answered that it is busy (5xx, 429)."""
+
+
+class NotifyRefused(PermanentError):
+    """The notify_url refused the record (a 3xx or 4xx answer); repeating will not help."""

@@ -7,13 +7,35 @@ they never show up in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from worker.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Variables with these prefixes are ours or look like ours: one that no setting reads is
+# most likely misspelled, and would otherwise be ignored without a word. (REDIS_ and LOG_
+# are left out: platforms and other libraries set REDIS_TLS_URL, LOG_LEVEL and the like.)
+OUR_PREFIXES = (
+    "AKOOL_",
+    "ARCHIVE_",
+    "POLL_",
+    "JOB_",
+    "WEBHOOK_",
+    "NOTIFY_",
+    "DOWNLOAD_",
+    "STALL_",
+    "SWEEP_",
+    "S3_",
+    "METRICS_",
+)
 AKOOL_DEFAULT_BASE_URL = "https://openapi.akool.com"
 # Akool serves generated files from its CDNs; nothing else is fetched unless configured.
 ARCHIVE_DEFAULT_ALLOWED_HOSTS = ("*.cloudfront.net", "*.akool.com")
@@ -58,10 +80,6 @@ ARCHIVE_STORAGE_CLASSES = (
     "DEEP_ARCHIVE",
     "GLACIER_IR",
 )
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
 
 
 class Secret:
@@ -288,9 +306,52 @@ def _check_webhook_poll(settings: dict[str, Any]) -> None:
         raise ConfigError("WEBHOOK_POLL_MAX_SECONDS must be at most 900")
 
 
+class _ReadNames(Mapping[str, str]):
+    """The environment, noting every name a setting looks up."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return self._env[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def unknown_variables(env: Mapping[str, str], known: Iterable[str]) -> list[str]:
+    """Variables with one of our prefixes that no setting reads: most likely misspelled."""
+    known = set(known)
+    return sorted(n for n in env if n.startswith(OUR_PREFIXES) and n not in known)
+
+
+def _warn_unknown(env: Mapping[str, str], known: set[str]) -> None:
+    for name in unknown_variables(env, known):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        logger.warning(
+            "%s is set but is not a lipsync-worker setting, so it is ignored%s", name, hint
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting from `env` (default: the process environment)."""
-    env = os.environ if env is None else env
+    """Read and validate every setting from `env` (default: the process environment).
+
+    A variable that looks like ours but is not read (`POLL_INTIAL_SECONDS`) is logged as a
+    WARNING naming the setting it probably meant.
+    """
+    reads = _ReadNames(os.environ if env is None else env)
+    settings = _load(reads)
+    _warn_unknown(reads, reads.read)
+    return settings
+
+
+def _load(env: Mapping[str, str]) -> Settings:
     retention_days = _number(env, "JOB_RETENTION_DAYS", JOB_RETENTION_SECONDS / 86400, minimum=1)
     return Settings(
         redis_url=_url(env, "REDIS_URL", REDIS_DEFAULT_URL, ("redis", "rediss", "unix")),

@@ -1,0 +1,64 @@
+"""Every Redis key of lipsync-worker: the one place that knows the `lipsync:` layout.
+
+A leaf module: no settings, no project imports. Celery's own keys (the queues named in
+worker/names.py, `celery-task-meta-*`, `unacked*`) are Celery's business, not listed here.
+"""
+
+from __future__ import annotations
+
+PREFIX = "lipsync:"
+
+# One hash per job, expiring after JOB_RETENTION_DAYS.
+JOB_PREFIX = PREFIX + "job:"
+# Sorted sets of job ids: by creation time (listing), by when the job must next show
+# progress (the sweeper), and by when Akool deletes a result not yet archived (the guard).
+JOBS_INDEX = PREFIX + "jobs"
+DUE = PREFIX + "due"
+EXPIRY = PREFIX + "expiry"
+# Our job id by Akool's id, for webhook callbacks, which name Akool's id only.
+AKOOL_INDEX_PREFIX = PREFIX + "akool:"
+# The fleet's shared Akool request budget (a GCRA theoretical arrival time). It shares the
+# index's prefix for compatibility with records already stored; no Akool id is "budget".
+AKOOL_BUDGET = PREFIX + "akool:budget"
+# The one right to start a job's archive once its completion was seen.
+ARCHIVE_CLAIM_PREFIX = PREFIX + "archive:claim:"
+# Callbacks already accepted (replay protection).
+WEBHOOK_NONCE_PREFIX = PREFIX + "webhook:nonce:"
+# A job whose end was announced to the application.
+NOTIFIED_PREFIX = PREFIX + "notified:"
+# Fleet-wide locks (one sweep at a time).
+LOCK_PREFIX = PREFIX + "lock:"
+# The fleet's metric counters.
+METRICS_AKOOL_CALLS = PREFIX + "metrics:akool_calls"
+METRICS_ARCHIVE = PREFIX + "metrics:archive"
+METRICS_LAG = PREFIX + "metrics:completion_to_archived"
+
+
+def job(job_id: str) -> str:
+    """The hash of one job's record."""
+    return JOB_PREFIX + job_id
+
+
+def akool_index(akool_id: str) -> str:
+    """Where our job id is kept under Akool's id."""
+    return AKOOL_INDEX_PREFIX + akool_id
+
+
+def archive_claim(job_id: str) -> str:
+    """The marker of a job whose archive was started."""
+    return ARCHIVE_CLAIM_PREFIX + job_id
+
+
+def webhook_nonce(nonce: str, timestamp: int) -> str:
+    """The marker of an accepted callback."""
+    return f"{WEBHOOK_NONCE_PREFIX}{timestamp}:{nonce}"
+
+
+def notified(job_id: str) -> str:
+    """The marker of a job whose end was announced."""
+    return NOTIFIED_PREFIX + job_id
+
+
+def lock(name: str) -> str:
+    """A fleet-wide lock."""
+    return LOCK_PREFIX + name
