@@ -16,7 +16,6 @@ from typing import Any
 
 import requests
 
-from config.settings import AKOOL_CONNECT_TIMEOUT_SECONDS, AKOOL_TIMEOUT_SECONDS, Secret
 from worker.errors import (
     AkoolAuthError,
     AkoolError,
@@ -26,6 +25,7 @@ from worker.errors import (
     AkoolTransientError,
 )
 from worker.ratelimit import RequestBudget
+from worker.settings import AKOOL_CONNECT_TIMEOUT_SECONDS, AKOOL_TIMEOUT_SECONDS, Secret
 
 logger = logging.getLogger(__name__)
 

@@ -10,16 +10,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker import deps
+from worker import deps, messages
 from worker.jobs import Job, JobStore, new_job_id
 from worker.notify import encode_on_complete
+from worker.sweeper import QUEUED_STALL_SECONDS
+from worker.tasks import pipeline_signature
 
 logger = logging.getLogger(__name__)
-
-# A job still queued this long after submission is re-driven by the sweeper (its message may
-# have been lost with a worker that had reserved it). Re-driving is harmless: the submit
-# claim makes every copy after the first a no-op.
-QUEUED_STALL_SECONDS = 300.0
 
 
 def check_url(name: str, url: str) -> None:
@@ -53,8 +50,6 @@ def submit_lipsync(
         if url is not None:
             check_url(name, url)
     callback = encode_on_complete(on_complete) if on_complete is not None else None
-    from worker.tasks import pipeline_signature  # the Celery app reads settings on import
-
     store = deps.job_store()
     job_id = new_job_id()
     # A queued job may wait behind a long queue; the sweeper looks at it only after this.
@@ -70,7 +65,7 @@ def submit_lipsync(
     try:
         pipeline_signature(job_id).apply_async()
     except Exception as e:
-        store.fail(job_id, f"the job could not be queued ({type(e).__name__})")
+        store.fail(job_id, messages.not_queued(e))
         raise
     logger.info("Queued lip-sync job %s", job_id)
     return job_id

@@ -14,9 +14,7 @@ the address the socket actually connected to (DNS may answer differently the sec
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-import ipaddress
 import logging
 import re
 import socket
@@ -30,7 +28,6 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from config.settings import ARCHIVE_MAX_BYTES, DOWNLOAD_TIMEOUT_SECONDS
 from worker.errors import (
     DownloadError,
     SourceGoneError,
@@ -39,20 +36,15 @@ from worker.errors import (
     StoragePermanentError,
 )
 from worker.jobs import is_job_id
+from worker.names import MiB
+from worker.netguard import address_allowed, host_allowed, peer_address
+from worker.settings import ARCHIVE_MAX_BYTES, DOWNLOAD_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 # Parts of 8 MiB, at most 4 in flight and 4 buffered: about 64 MiB of buffers at worst,
-# whatever the size of the video (boto3's defaults buffer 10 chunks for a stream).
-# Measured with `python -m bench` (part 1, moto's server on loopback, 2 cores; see
-# bench/RESULTS.md): a 300 MiB copy peaks ~59 MiB above the idle process and keeps pace with
-# boto3's upload_file from local disk (moto is the bottleneck of both). Tried and not kept:
-# 5 MiB parts x 6 in flight, same memory but slower (median 3.09 s vs 2.74 s for 300 MiB:
-# more requests); more parts in flight cost each one its size plus ~3 MiB (the malloc arena
-# of its upload thread) and go past 64 MiB; hashing each part on a helper thread while the
-# next one is read made no difference (30 MiB: median 0.214 s before, 0.212 s after). Reading
-# is not the limit: the download alone streams at ~4 GiB/s and sha256 runs at ~1.9 GiB/s.
+# whatever the size of the video (boto3's defaults buffer 10 chunks for a stream). Chosen by
+# measurement, with the settings tried and not kept: bench/RESULTS.md, part 1.
 PART_SIZE_BYTES = 8 * MiB
 UPLOAD_CONCURRENCY = 4
 BUFFERED_PARTS = 4
@@ -77,13 +69,6 @@ MISSING_S3_CODES = {"404", "NoSuchKey", "NotFound"}
 # HEAD answers 403 for a missing key without s3:ListBucket, and always without
 # s3:GetObject; archiving needs neither, so such an answer must not stop it.
 FORBIDDEN_S3_CODES = {"403", "AccessDenied"}
-# Cloud metadata endpoints (AWS IPv4 and IPv6, Alibaba): they hand out credentials.
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
-)
-# The NAT64 well-known prefix: on a NAT64 network 64:ff9b::a.b.c.d reaches a.b.c.d.
-NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
-GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
 def default_transfer_config() -> TransferConfig:
@@ -103,66 +88,6 @@ def archive_key(prefix: str, job_id: str) -> str:
     if not is_job_id(job_id):
         raise ValueError(f"not a job id: {job_id!r:.80}")
     return f"{prefix}{job_id}.mp4"
-
-
-def host_allowed(host: str, patterns: Iterable[str]) -> bool:
-    """True when `host` matches one pattern (`*.example.com` matches any subdomain)."""
-    host = host.lower().rstrip(".")
-    return any(fnmatch.fnmatchcase(host, p.lower()) for p in patterns)
-
-
-def _reached_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv4-mapped or NAT64 IPv6 address really reaches, if any."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in NAT64_PREFIX:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def is_internal_address(ip: str) -> bool:
-    """True for an address a fetch must not reach by default: loopback, private, link-local,
-    reserved, multicast, unspecified, shared (CGNAT) or cloud metadata, also in IPv4-mapped
-    form. Something that is not an IP address at all counts as internal."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone (%eth0)
-    except ValueError:
-        return True
-    if isinstance(address, ipaddress.IPv6Address):
-        reached = _reached_ipv4(address)
-        if reached is not None:
-            return is_internal_address(str(reached))
-        # A 6to4 address embedding an internal IPv4 address is suspect in itself.
-        if address.sixtofour is not None and is_internal_address(str(address.sixtofour)):
-            return True
-    return (
-        address in METADATA_ADDRESSES
-        or address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-        or not address.is_global
-    )
-
-
-def _listed_exactly(host: str, patterns: Iterable[str]) -> bool:
-    """True when one pattern names `host` itself rather than matching it as a wildcard."""
-    host = host.lower().rstrip(".")
-    return any(not GLOB_CHARACTERS.search(p) and p.lower().rstrip(".") == host for p in patterns)
-
-
-def address_allowed(host: str, ip: str, patterns: Iterable[str]) -> bool:
-    """True when `host`, reached at address `ip`, may be fetched.
-
-    The host must match a pattern; if `ip` is internal (`is_internal_address`), the host
-    must moreover be listed exactly, so that `*.example.com` cannot lead into the network.
-    """
-    patterns = tuple(patterns)
-    if not host_allowed(host, patterns):
-        return False
-    return not is_internal_address(ip) or _listed_exactly(host, patterns)
 
 
 def _split_source(url: str) -> tuple[str, int]:
@@ -218,33 +143,6 @@ def check_source(url: str, patterns: Iterable[str]) -> None:
     for ip in _resolve(host, port, url):
         if not address_allowed(host, ip, patterns):
             raise _refuse_internal(host, ip, url, "resolves to")
-
-
-def peer_address(response: requests.Response) -> str | None:
-    """The IP address the response's socket is connected to, or None when unknown.
-
-    Behind a proxy the peer is the proxy, not the file host, so that also gives None.
-    """
-    # requests' raw is urllib3's HTTPResponse; `connection` is public from urllib3 2.
-    connection = getattr(response.raw, "connection", None)
-    if getattr(connection, "has_connected_to_proxy", False):
-        return None
-    try:
-        peer = _response_socket(response.raw, connection).getpeername()
-    except (AttributeError, OSError):
-        return None
-    return str(peer[0]) if isinstance(peer, tuple) and peer else None
-
-
-def _response_socket(raw: Any, connection: Any) -> Any:
-    """The socket a streamed urllib3 response reads from, or None."""
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        return sock
-    # http.client lets go of the connection's socket when the response will close it
-    # (HTTP/1.0, "Connection: close"); the response's buffered reader still holds it.
-    reader = getattr(getattr(raw, "_fp", None), "fp", None)
-    return getattr(getattr(reader, "raw", None), "_sock", None)
 
 
 def check_peer(response: requests.Response, url: str, patterns: Iterable[str]) -> None:

@@ -2,20 +2,30 @@
 
 Start a worker with the Procfile's `worker:` line:
     celery -A worker.celery_app worker -Q lipsync.akool,lipsync.archive
+
+Importing this module reads no settings: the configuration is computed when Celery first
+needs it (publishing a task, starting a worker), so an application can import the API
+without a complete environment, and a bad setting is reported where it is used.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init, worker_ready
 
-from config.settings import Settings, get_settings
-
-AKOOL_QUEUE = "lipsync.akool"
-ARCHIVE_QUEUE = "lipsync.archive"
-QUEUES = (AKOOL_QUEUE, ARCHIVE_QUEUE)
+from worker import deps, logs, metrics
+from worker.errors import ConfigError
+from worker.names import (
+    AKOOL_QUEUE,
+    EXPIRY_GUARD_TASK,
+    SWEEP_TASK,
+    TASK_QUEUES,
+)
+from worker.settings import Settings, get_settings
 
 # Redis redelivers a message that stays unacknowledged longer than this. Countdown tasks
 # wait unacknowledged in the worker (POLL_MAX_SECONDS is capped at 900 s) and acks_late
@@ -93,22 +103,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": False,
         # Akool-facing tasks and the archive scale apart on their own queues.
         "task_default_queue": AKOOL_QUEUE,
-        "task_routes": {
-            "lipsync.submit": {"queue": AKOOL_QUEUE},
-            "lipsync.poll": {"queue": AKOOL_QUEUE},
-            "lipsync.archive": {"queue": ARCHIVE_QUEUE},
-        },
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         "task_create_missing_queues": True,
         # Beat (the Procfile's beat: line) runs the sweeper and the expiry guard. A sweep that
         # waited past its interval is dropped: the next one does the same work.
         "beat_schedule": {
             "sweep-stalled-jobs": {
-                "task": "lipsync.sweep",
+                "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"expires": settings.sweep_interval_seconds},
             },
             "expiry-guard": {
-                "task": "lipsync.expiry_guard",
+                "task": EXPIRY_GUARD_TASK,
                 "schedule": EXPIRY_GUARD_INTERVAL_SECONDS,
                 "options": {"expires": EXPIRY_GUARD_INTERVAL_SECONDS},
             },
@@ -125,20 +131,56 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    """A configured Celery app (it opens no connection until used)."""
-    app = Celery("lipsync")
-    app.conf.update(celery_config(settings or get_settings()))
-    app.conf.include = ["worker.tasks"]
+    """A Celery app; with `settings` None, configured from the environment on first use.
+
+    It opens no connection and reads nothing until Celery needs its configuration.
+    """
+    app = Celery("lipsync", include=["worker.tasks"])
+    if settings is not None:
+        app.conf.update(celery_config(settings))
+    else:
+        app.add_defaults(_config_from_environment)
     return app
+
+
+def _config_from_environment() -> dict[str, Any]:
+    try:
+        return celery_config(get_settings())
+    except ConfigError as e:
+        if _is_celery_command():
+            # The celery command prints a long traceback for anything the app raises; a
+            # setting to fix deserves one line naming it.
+            sys.exit(f"lipsync: {e}")
+        raise
+
+
+def _is_celery_command() -> bool:
+    """True in a process started as `celery ...` (worker, beat, inspect, flower)."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return program == "celery" or sys.argv[0].endswith("celery/__main__.py")
 
 
 app = create_app()
 
 
+def reload_settings() -> None:
+    """Read the environment again and point the app and the clients at it (for the demo
+    and the tests, which change the environment after import)."""
+    deps.forget()
+    app.conf.update(celery_config(get_settings()))
+
+
 @worker_init.connect
 def _check_settings(**_: Any) -> None:
-    """Fail at start, naming the variable, when the worker lacks a setting it needs."""
-    get_settings().validate_for_worker()
+    """Exit at start, naming the variable, when the worker lacks a setting it needs.
+
+    Celery logs and ignores exceptions from signal handlers, so a ConfigError raised here
+    would let the worker start and fail every job; SystemExit is not caught.
+    """
+    try:
+        get_settings().validate_for_worker()
+    except ConfigError as e:
+        sys.exit(f"lipsync worker: {e}")
 
 
 @worker_ready.connect
@@ -146,10 +188,8 @@ def _serve_metrics(**_: Any) -> None:
     """With METRICS_PORT set, the worker's main process serves the fleet's /metrics."""
     port = get_settings().metrics_port
     if port is not None:
-        from worker import deps, metrics
-
         metrics.serve(deps.redis_client(), port)
 
 
 # Logging set-up (text or JSON, the job id on every line) hooks into Celery's signals.
-import worker.logs  # noqa: E402, F401
+logs.install()

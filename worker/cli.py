@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 
-from config.settings import ConfigError
-from worker.jobs import STATUSES, Job
+from worker import deps
+from worker.api import get_job, submit_lipsync
+from worker.dev.demo import run_demo
+from worker.errors import ConfigError, LipsyncError
+from worker.jobs import Job
+from worker.progress import describe, wait_for
+from worker.status import JobStatus
+from worker.sweeper import at_risk
+from worker.tasks import retry_job
 
-WAIT_INTERVAL_SECONDS = 0.5
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -28,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true", help="print the record as JSON")
     jobs = sub.add_parser("jobs", help="list recent jobs as a table")
-    jobs.add_argument("--status", choices=STATUSES, default=None, help="only jobs in this state")
+    jobs.add_argument(
+        "--status",
+        choices=[s.value for s in JobStatus],
+        default=None,
+        help="only jobs in this state",
+    )
     jobs.add_argument(
         "--at-risk", action="store_true", help="only jobs whose video Akool deletes within 24 h"
     )
@@ -43,73 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-MiB = 1024 * 1024
-BAR_WIDTH = 30
-
-
-def progress_bar(done: int, total: int | None) -> str:
-    """`[=====>    ]  42%  12.0/28.6 MiB`, or just the MiB copied when the total is unknown."""
-    if not total:
-        return f"{done / MiB:.1f} MiB copied"
-    share = min(done / total, 1.0)
-    filled = int(share * BAR_WIDTH)
-    arrow = ">" if filled < BAR_WIDTH else ""
-    bar = "=" * filled + arrow + " " * (BAR_WIDTH - filled - len(arrow))
-    return f"[{bar}] {share:4.0%}  {done / MiB:.1f}/{total / MiB:.1f} MiB"
-
-
-def describe(job: Job) -> str:
-    """One line saying where the job is."""
-    if job.status == "archived":
-        return f"{job.id}: archived to {job.archive_uri}"
-    if job.status == "failed":
-        return f"{job.id}: failed: {job.error}"
-    if job.status == "archiving" and job.archive_progress_bytes is not None:
-        bar = progress_bar(job.archive_progress_bytes, job.archive_total_bytes)
-        return f"{job.id}: archiving {bar}"
-    akool = f" (Akool {job.akool_id}, {job.polls} polls)" if job.akool_id else ""
-    return f"{job.id}: {job.status}{akool}"
-
-
-def wait_for(job_id: str, *, timeout: float | None = None, live: bool = True) -> Job:
-    """Follow the job until it is archived or failed, printing a status line."""
-    from worker import get_job
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last = ""
-    while True:
-        job = get_job(job_id)
-        line = describe(job)
-        if line != last:
-            _show(line, live=live, final=job.is_final)
-            last = line
-        if job.is_final or (deadline is not None and time.monotonic() > deadline):
-            return job
-        time.sleep(WAIT_INTERVAL_SECONDS)
-
-
-def _show(line: str, *, live: bool, final: bool) -> None:
-    if live and sys.stdout.isatty():
-        sys.stdout.write("\r\033[K" + line + ("\n" if final else ""))
-    else:
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from worker import submit_lipsync
-
     job_id = submit_lipsync(args.video_url, args.audio_url, webhook_url=args.webhook_url)
     print(job_id, flush=True)
     if not args.wait:
         return EXIT_OK
     job = wait_for(job_id, timeout=args.timeout)
-    return EXIT_OK if job.status == "archived" else EXIT_FAILED
+    return EXIT_OK if job.status == JobStatus.ARCHIVED else EXIT_FAILED
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from worker import get_job
-
     try:
         job = get_job(args.job_id)
     except KeyError:
@@ -127,9 +80,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _job_rows(args: argparse.Namespace) -> list[Job]:
-    from worker import deps
-    from worker.sweeper import at_risk
-
     store = deps.job_store()
     if args.at_risk:
         return at_risk(store)[: args.limit]
@@ -171,10 +121,8 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_url(args: argparse.Namespace) -> int:
-    from worker import deps, get_job
-
     job = get_job(args.job_id)
-    if job.status != "archived" or not job.archive_uri:
+    if job.status != JobStatus.ARCHIVED or not job.archive_uri:
         print(f"lipsync: job {job.id} is {job.status}, not archived", file=sys.stderr)
         return EXIT_FAILED
     bucket, _, key = job.archive_uri.removeprefix("s3://").partition("/")
@@ -185,16 +133,12 @@ def _cmd_url(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    from worker.tasks import retry_job
-
     step = retry_job(args.job_id)
     print(f"{args.job_id}: re-driven from its {step} step")
     return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo
-
     return EXIT_OK if run_demo(size=args.size) else EXIT_FAILED
 
 
@@ -214,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as e:
         print(f"lipsync: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except LipsyncError as e:
+        # Redis or S3 out of reach, for example: one line saying what, not a traceback.
+        print(f"lipsync: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyError as e:
         print(f"lipsync: no job {e.args[0]!r} (unknown or expired)", file=sys.stderr)
         return EXIT_FAILED

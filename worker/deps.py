@@ -13,12 +13,12 @@ import boto3
 import redis
 from botocore.config import Config
 
-from config.settings import Settings, get_settings
 from worker.akool import AkoolClient
 from worker.archive import UPLOAD_CONCURRENCY, Archiver
 from worker.jobs import JobStore
 from worker.metrics import Metrics
 from worker.ratelimit import RequestBudget
+from worker.settings import Settings, get_settings
 
 # A Redis call that hangs longer than this is treated as an outage (StoreUnavailable).
 REDIS_SOCKET_TIMEOUT_SECONDS = 10.0
@@ -50,6 +50,11 @@ def job_store() -> JobStore:
     return JobStore(redis_client(), retention_seconds=settings().job_retention_seconds)
 
 
+def metrics() -> Metrics:
+    """The recorder of the fleet's metric counters (in the job store's Redis)."""
+    return Metrics(redis_client())
+
+
 @functools.cache
 def akool_client() -> AkoolClient:
     """The Akool client, authenticated as configured."""
@@ -62,7 +67,7 @@ def akool_client() -> AkoolClient:
         client_secret=s.akool_client_secret,
         timeout=s.akool_timeout_seconds,
         budget=RequestBudget(redis_client(), s.akool_max_rps),
-        observer=Metrics(redis_client()).akool_call,
+        observer=metrics().akool_call,
     )
 
 
@@ -99,15 +104,7 @@ def archiver() -> Archiver:
     )
 
 
-def reload_settings() -> None:
-    """Forget cached settings and clients, and point the Celery app at the new settings.
-
-    For the demo and the tests, which change the environment after import.
-    """
-    import sys
-
+def forget() -> None:
+    """Forget the cached settings and clients, so the next use reads the environment again."""
     for cached in (get_settings, redis_client, job_store, akool_client, archiver):
         cached.cache_clear()
-    module = sys.modules.get("worker.celery_app")
-    if module is not None:
-        module.app.conf.update(module.celery_config(get_settings()))

@@ -15,8 +15,8 @@ from typing import Any
 
 from celery.signals import setup_logging, task_postrun, task_prerun
 
-from config.settings import get_settings
 from worker.jobs import is_job_id
+from worker.settings import get_settings
 
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(job_prefix)s%(message)s"
@@ -64,19 +64,24 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-@setup_logging.connect
+def install() -> None:
+    """Hook our logging into Celery's signals: our format, and the job id of the running
+    task on every line (called once by worker/celery_app.py)."""
+    setup_logging.connect(_setup_logging, weak=False)
+    task_prerun.connect(_enter_job, weak=False)
+    task_postrun.connect(_leave_job, weak=False)
+
+
 def _setup_logging(loglevel: Any = None, **_: Any) -> None:
     """Replace Celery's logging setup with ours (text or JSON, job ids on every line)."""
     level = loglevel if isinstance(loglevel, int) else logging.getLevelName(loglevel or "INFO")
     configure(get_settings().log_format, level if isinstance(level, int) else logging.INFO)
 
 
-@task_prerun.connect
 def _enter_job(args: Any = None, **_: Any) -> None:
     first = args[0] if args else None
     current_job.set(first if isinstance(first, str) and is_job_id(first) else None)
 
 
-@task_postrun.connect
 def _leave_job(**_: Any) -> None:
     current_job.set(None)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,11 +22,13 @@ from prometheus_client.core import (
     Metric,
 )
 
+from worker import keys
+from worker.jobs import JobStore
+from worker.status import JobStatus
+from worker.sweeper import at_risk
+
 logger = logging.getLogger(__name__)
 
-AKOOL_CALLS_KEY = "lipsync:metrics:akool_calls"
-ARCHIVE_KEY = "lipsync:metrics:archive"
-LAG_KEY = "lipsync:metrics:completion_to_archived"
 # Seconds from Akool finishing to the video being in S3: from "at once" to "a day late".
 LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0)
 # Jobs by status are counted over the newest jobs only, so a scrape stays cheap.
@@ -43,22 +45,24 @@ class Metrics:
     def akool_call(self, endpoint: str, outcome: str) -> None:
         """Count one call to Akool: endpoint (submit, status, token) and outcome (ok,
         code_1005, http_502, network, ...)."""
-        self._safely(lambda: self._redis.hincrby(AKOOL_CALLS_KEY, f"{endpoint}|{outcome}", 1))
+        self._safely(
+            lambda: self._redis.hincrby(keys.METRICS_AKOOL_CALLS, f"{endpoint}|{outcome}", 1)
+        )
 
     def archived(self, size: int, seconds: float, lag: float | None) -> None:
         """Count one finished archive: bytes, seconds spent, and completion-to-archived lag."""
 
         def write() -> None:
             pipe = self._redis.pipeline()
-            pipe.hincrby(ARCHIVE_KEY, "count", 1)
-            pipe.hincrby(ARCHIVE_KEY, "bytes", size)
-            pipe.hincrbyfloat(ARCHIVE_KEY, "seconds", seconds)
+            pipe.hincrby(keys.METRICS_ARCHIVE, "count", 1)
+            pipe.hincrby(keys.METRICS_ARCHIVE, "bytes", size)
+            pipe.hincrbyfloat(keys.METRICS_ARCHIVE, "seconds", seconds)
             if lag is not None:
                 for bucket in LAG_BUCKETS:
                     if lag <= bucket:
-                        pipe.hincrby(LAG_KEY, f"le_{bucket:g}", 1)
-                pipe.hincrby(LAG_KEY, "count", 1)
-                pipe.hincrbyfloat(LAG_KEY, "sum", lag)
+                        pipe.hincrby(keys.METRICS_LAG, f"le_{bucket:g}", 1)
+                pipe.hincrby(keys.METRICS_LAG, "count", 1)
+                pipe.hincrbyfloat(keys.METRICS_LAG, "sum", lag)
             pipe.execute()
 
         self._safely(write)
@@ -78,26 +82,23 @@ class FleetCollector:
         self._redis = client
 
     def collect(self) -> Iterator[Metric]:
-        from worker.jobs import JobStore
-
+        """Read the fleet's state once per scrape."""
         store = JobStore(self._redis, retention_seconds=1)
-        yield self._jobs_by_status(store)
+        yield self._jobs_by_status()
         yield from self._akool_calls()
         yield from self._archive()
         yield self._lag()
         yield from self._risk(store)
 
-    def _jobs_by_status(self, store: Any) -> Metric:
-        from worker.jobs import STATUSES
-
+    def _jobs_by_status(self) -> Metric:
         family = GaugeMetricFamily(
             "lipsync_jobs", "Jobs by status (newest jobs, up to 10,000)", labels=["status"]
         )
-        ids = [i.decode() for i in self._redis.zrevrange("lipsync:jobs", 0, STATUS_SCAN_LIMIT - 1)]
+        ids = [i.decode() for i in self._redis.zrevrange(keys.JOBS_INDEX, 0, STATUS_SCAN_LIMIT - 1)]
         pipe = self._redis.pipeline()
         for job_id in ids:
-            pipe.hget(f"lipsync:job:{job_id}", "status")
-        counts = dict.fromkeys(STATUSES, 0)
+            pipe.hget(keys.job(job_id), "status")
+        counts = dict.fromkeys((s.value for s in JobStatus), 0)
         for status in pipe.execute() if ids else []:
             if status is not None and status.decode() in counts:
                 counts[status.decode()] += 1
@@ -111,13 +112,13 @@ class FleetCollector:
             "Calls to Akool by endpoint and outcome",
             labels=["endpoint", "outcome"],
         )
-        for field, value in self._redis.hgetall(AKOOL_CALLS_KEY).items():
+        for field, value in self._redis.hgetall(keys.METRICS_AKOOL_CALLS).items():
             endpoint, _, outcome = field.decode().partition("|")
             calls.add_metric([endpoint, outcome], int(value))
         yield calls
 
     def _archive(self) -> Iterator[Metric]:
-        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(ARCHIVE_KEY).items()}
+        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(keys.METRICS_ARCHIVE).items()}
         yield CounterMetricFamily(
             "lipsync_archive_bytes", "Bytes copied into S3", value=raw.get("bytes", 0.0)
         )
@@ -131,7 +132,7 @@ class FleetCollector:
         )
 
     def _lag(self) -> Metric:
-        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(LAG_KEY).items()}
+        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(keys.METRICS_LAG).items()}
         buckets = [(f"{b:g}", raw.get(f"le_{b:g}", 0.0)) for b in LAG_BUCKETS]
         buckets.append(("+Inf", raw.get("count", 0.0)))
         return HistogramMetricFamily(
@@ -141,9 +142,7 @@ class FleetCollector:
             sum_value=raw.get("sum", 0.0),
         )
 
-    def _risk(self, store: Any) -> Iterator[Metric]:
-        from worker.sweeper import at_risk
-
+    def _risk(self, store: JobStore) -> Iterator[Metric]:
         now = time.time()
         risky = at_risk(store, now=now)
         yield GaugeMetricFamily(
@@ -159,8 +158,8 @@ class FleetCollector:
 
     def _oldest_unarchived_age(self, now: float) -> float:
         """Scan the expiry index (oldest first, bounded) for a finished, unarchived video."""
-        for raw_id in self._redis.zrange("lipsync:expiry", 0, 999):
-            completed = self._redis.hget(f"lipsync:job:{raw_id.decode()}", "completed_ts")
+        for raw_id in self._redis.zrange(keys.EXPIRY, 0, 999):
+            completed = self._redis.hget(keys.job(raw_id.decode()), "completed_ts")
             if completed:
                 return max(0.0, now - float(completed))
         return 0.0
@@ -175,8 +174,6 @@ def render(client: redis.Redis) -> bytes:
 
 def serve(client: redis.Redis, port: int) -> None:
     """Serve /metrics on `port` from a daemon thread (for workers with METRICS_PORT)."""
-    from prometheus_client import start_http_server
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(client))
     start_http_server(port, addr="0.0.0.0", registry=registry)  # noqa: S104 - scraped remotely

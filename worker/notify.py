@@ -16,17 +16,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from celery import signature
 
-from worker.errors import PermanentError, TransientError
+from worker import deps
+from worker.celery_app import app
+from worker.errors import NotifyFailed, NotifyRefused
 from worker.jobs import Job, JobStore
+from worker.names import NOTIFY_TASK, TASK_QUEUES
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_TASK = "lipsync.notify"
-# The queue the Procfile's workers consume for short HTTP tasks (worker.celery_app.AKOOL_QUEUE,
-# not imported here: importing the Celery app reads settings, and the API imports this).
-NOTIFY_QUEUE = "lipsync.akool"
-NOTIFIED_PREFIX = "lipsync:notified:"
 NOTIFY_TIMEOUT_SECONDS = 10.0
 # About four minutes of tries (1 s doubling to 2 min, with jitter) before giving up.
 NOTIFY_MAX_RETRIES = 8
@@ -34,14 +33,6 @@ NOTIFY_INITIAL_SECONDS = 1.0
 NOTIFY_MAX_SECONDS = 120.0
 # Answers that say "later": the receiver is busy or down, not refusing the record.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-
-
-class NotifyFailed(TransientError):
-    """The notify_url could not be reached or answered that it is busy (5xx, 429)."""
-
-
-class NotifyRefused(PermanentError):
-    """The notify_url refused the record (a 3xx or 4xx answer); repeating will not help."""
 
 
 def encode_on_complete(on_complete: Mapping[str, Any]) -> str:
@@ -65,36 +56,26 @@ def signatures_for(job: Job) -> list[dict[str, Any]]:
         except (TypeError, ValueError):
             logger.error("Job %s: its on_complete is not a signature; not called", job.id)
     if job.notify_url:
-        out.append({"task": NOTIFY_TASK, "args": [], "options": {"queue": NOTIFY_QUEUE}})
+        out.append(
+            {"task": NOTIFY_TASK, "args": [], "options": {"queue": TASK_QUEUES[NOTIFY_TASK]}}
+        )
     return out
 
 
 def announce_end(job_id: str) -> None:
     """Send the job's on_complete and notify_url, once per ending of the job; never raises."""
-    from worker import deps
-
     try:
-        client = deps.redis_client()
-        ttl = deps.settings().job_retention_seconds
+        store = deps.job_store()
         # Once: a duplicated task or a second path to the same ending announces nothing more.
-        if not client.set(NOTIFIED_PREFIX + job_id, "1", nx=True, ex=ttl):
+        if not store.mark_announced(job_id):
             return
-        for sig in signatures_for(deps.job_store().get(job_id)):
+        for sig in signatures_for(store.get(job_id)):
             _call(sig, job_id)
     except Exception:
         logger.exception("Job %s: could not announce its end", job_id)
 
 
-def forget_announcement(client: Any, job_id: str) -> None:
-    """Let the job's next ending be announced again (after an operator re-drove it)."""
-    client.delete(NOTIFIED_PREFIX + job_id)
-
-
 def _call(sig: Mapping[str, Any], job_id: str) -> None:
-    from celery import signature
-
-    from worker.celery_app import app
-
     try:
         signature(dict(sig), app=app).apply_async(args=(job_id,))
     except Exception:

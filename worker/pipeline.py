@@ -12,12 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from config.settings import (
-    AKOOL_CONNECT_TIMEOUT_SECONDS,
-    AKOOL_FILE_LIFETIME_SECONDS,
-    STALL_SECONDS,
-    Settings,
-)
+from worker import messages
 from worker.akool import AkoolClient, AkoolStatus
 from worker.archive import Archiver
 from worker.backoff import backoff_seconds, clip_to_deadline
@@ -29,21 +24,28 @@ from worker.errors import (
     AkoolSubmitUnknown,
     AkoolTransientError,
     JobStateError,
+    LipsyncError,
     PollTimeout,
+    StillProcessing,
 )
-from worker.jobs import ARCHIVED, ARCHIVING, FAILED, PROCESSING, SUBMITTED, Job, JobStore
+from worker.jobs import Job, JobStore
+from worker.metrics import Metrics
+from worker.settings import (
+    AKOOL_CONNECT_TIMEOUT_SECONDS,
+    AKOOL_FILE_LIFETIME_SECONDS,
+    STALL_SECONDS,
+    Settings,
+)
+from worker.status import JobStatus
 
 logger = logging.getLogger(__name__)
 
 # A poll countdown waits unacknowledged in the worker: it must stay far below the broker's
 # visibility timeout (see worker/celery_app.py), whatever WEBHOOK_POLL_MAX_SECONDS says.
 LONGEST_POLL_COUNTDOWN_SECONDS = 900.0
-
-SUBMIT_UNKNOWN_MESSAGE = (
-    "a submit for this job was sent to Akool but its answer was never recorded (the worker "
-    "stopped or the task was repeated); whether Akool created the job cannot be known, so "
-    "it was not sent again, to avoid paying twice"
-)
+# Archive retries stop at the job's expires_at (the video is gone then) or after this long
+# when that is unknown.
+ARCHIVE_FALLBACK_RETRY_SECONDS = 24 * 3600
 
 
 def _proves_not_created(error: AkoolError) -> bool:
@@ -86,7 +88,7 @@ def submit_step(
     store.update(
         job_id,
         due=now + settings.stall_seconds,
-        status=SUBMITTED,
+        status=JobStatus.SUBMITTED,
         akool_id=akool_id,
         submitted_ts=now,
         expires_ts=now + AKOOL_FILE_LIFETIME_SECONDS,
@@ -110,7 +112,7 @@ def _claim_once(store: JobStore, job: Job, settings: Settings) -> Callable[[], N
         if claimed:
             return
         if not store.claim_submit(job.id):
-            raise AkoolSubmitUnknown(SUBMIT_UNKNOWN_MESSAGE)
+            raise AkoolSubmitUnknown(messages.SUBMIT_UNKNOWN)
         claimed = True
         store.heartbeat(job.id, time.time() + submit_stall_seconds(settings))
 
@@ -151,8 +153,7 @@ def _send_submit(store: JobStore, client: AkoolClient, job: Job, settings: Setti
             raise
         if isinstance(e, AkoolTransientError):
             raise AkoolSubmitUnknown(
-                f"the submit to Akool failed ({e}); Akool may have created the job anyway, "
-                "so it was not sent again to avoid paying twice",
+                messages.submit_maybe_created(e),
                 code=e.code,
                 status=e.status,
                 url=e.url,
@@ -213,22 +214,20 @@ def _record_status(
     store: JobStore, job: Job, status: AkoolStatus, now: float | None, stall: float
 ) -> AkoolStatus:
     if status.failed:
-        raise AkoolJobFailed(
-            "Akool reported that the lip-sync failed (video_status 4); it gives no reason"
-        )
+        raise AkoolJobFailed(messages.AKOOL_JOB_FAILED)
     stamp = time.time() if now is None else now
     if status.done:
         store.update(
             job.id,
             due=stamp + stall,
-            status=ARCHIVING,
+            status=JobStatus.ARCHIVING,
             result_url=status.video_url,
             completed_ts=stamp,
         )
         logger.info("Akool finished %s (%s)", job.id, job.akool_id)
         return status
-    if job.status != PROCESSING:
-        store.update(job.id, status=PROCESSING)
+    if job.status != JobStatus.PROCESSING:
+        store.update(job.id, status=JobStatus.PROCESSING)
     _check_deadline(job, now, f"Akool's last video_status was {status.status}")
     return status
 
@@ -237,9 +236,7 @@ def _check_deadline(job: Job, now: float | None, detail: str) -> None:
     now = time.time() if now is None else now
     if job.poll_deadline_ts is not None and now >= job.poll_deadline_ts:
         waited = now - (job.submitted_ts or job.created_ts)
-        raise PollTimeout(
-            f"Akool had not finished the job after {waited:.0f} s (POLL_TIMEOUT_SECONDS); {detail}"
-        )
+        raise PollTimeout(messages.poll_timeout(waited, detail))
 
 
 # While a video streams, tell the sweeper (and progress bars) at most this often that the
@@ -269,6 +266,7 @@ def archive_step(
     *,
     now: float | None = None,
     stall: float = STALL_SECONDS,
+    metrics: Metrics | None = None,
 ) -> str | None:
     """Copy the result into S3 once; return its s3:// URI (None when the job failed).
 
@@ -277,9 +275,9 @@ def archive_step(
     forward so the sweeper leaves a long copy alone.
     """
     job = store.get(job_id)
-    if job.status == FAILED:
+    if job.status == JobStatus.FAILED:
         return None
-    if job.status == ARCHIVED and job.archive_uri:
+    if job.status == JobStatus.ARCHIVED and job.archive_uri:
         return job.archive_uri
     if not job.result_url:
         raise JobStateError(f"job {job_id} has no result URL to archive")
@@ -293,15 +291,49 @@ def archive_step(
             job.result_url,
             on_progress=_heartbeats(store, job_id, stall),
         )
-        lag = time.time() - job.completed_ts if job.completed_ts else None
-        store.metrics.archived(result.size, time.monotonic() - started, lag)
+        if metrics is not None:
+            lag = time.time() - job.completed_ts if job.completed_ts else None
+            metrics.archived(result.size, time.monotonic() - started, lag)
     stamp = time.time() if now is None else now
     store.update(
         job_id,
-        status=ARCHIVED,
+        status=JobStatus.ARCHIVED,
         archive_uri=result.uri,
         archived_ts=stamp,
         archive_bytes=result.size,
         archive_progress_bytes=result.size,
     )
     return result.uri
+
+
+def archive_deadline(store: JobStore, job_id: str) -> float:
+    """Until when an archive is worth retrying: while Akool still has the video."""
+    job = store.get(job_id)
+    started = job.completed_ts or job.created_ts
+    return job.expires_ts or started + ARCHIVE_FALLBACK_RETRY_SECONDS
+
+
+def await_completion(
+    store: JobStore, client: AkoolClient, job_id: str, *, stall: float = STALL_SECONDS
+) -> bool:
+    """Poll once: True when Akool is done (archive next), False when the job is final.
+
+    Raises StillProcessing (transient: poll again on the schedule) while Akool works.
+    """
+    status = poll_step(store, client, job_id, stall=stall)
+    if status is None:
+        return False
+    if not status.done:
+        raise StillProcessing(f"Akool status {status.status}")
+    return True
+
+
+def index_akool_id(store: JobStore, job_id: str, akool_id: str | None) -> None:
+    """Let a webhook callback, which names Akool's id only, find the job (best effort:
+    without the index the callback is ignored and polling finishes the job)."""
+    if not akool_id:
+        return
+    try:
+        store.remember_akool_id(job_id, akool_id)
+    except LipsyncError:
+        logger.warning("Job %s: could not index Akool id %s for webhooks", job_id, akool_id)

@@ -16,11 +16,12 @@ import time
 
 import redis
 
+from worker import keys
 from worker.errors import AkoolRateLimited, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_KEY = "lipsync:akool:budget"
+DEFAULT_KEY = keys.AKOOL_BUDGET
 # Burst 1 spaces requests at least 1 / rate apart: the fleet never sends two back to back,
 # and no window of one second holds more than `rate` requests (rounded up).
 DEFAULT_BURST = 1

@@ -14,13 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from config.settings import Settings
+from worker import messages
 from worker.jobs import Job, JobStore
-from worker.pipeline import SUBMIT_UNKNOWN_MESSAGE
+from worker.names import Step
+from worker.settings import Settings
+from worker.status import JobStatus
 
 logger = logging.getLogger(__name__)
 
-SUBMIT, POLL, ARCHIVE = "submit", "poll", "archive"
+# A job still queued this long after submission is re-driven by the sweeper (its message may
+# have been lost with a worker that had reserved it). Re-driving is harmless: the submit
+# claim makes every copy after the first a no-op.
+QUEUED_STALL_SECONDS = 300.0
 # How far ahead the expiry guard looks: a day leaves time for an operator to act.
 AT_RISK_SECONDS = 24 * 3600
 # Re-drives of one job back off (stall x 2^n) so a job that is merely slow, for example
@@ -32,50 +37,72 @@ MAX_REDRIVE_DOUBLINGS = 6
 class SweepResult:
     """What one sweep did: jobs re-driven by step, and jobs failed as unknown submits."""
 
-    redriven: list[tuple[str, str]]
+    redriven: list[tuple[str, Step]]
     failed: list[str]
 
 
-def stalled_step(job: Job) -> str | None:
-    """The step a stalled job must be re-driven from; None when it needs nothing."""
-    if job.is_final:
-        return None
+def resume_step(job: Job) -> Step:
+    """The step the job goes on from, by what its record holds: a result URL is archived,
+    an Akool id is polled, anything else is (still) to be submitted."""
     if job.result_url:
-        return ARCHIVE
+        return Step.ARCHIVE
     if job.akool_id:
-        return POLL
-    return SUBMIT
+        return Step.POLL
+    return Step.SUBMIT
+
+
+def stalled_step(job: Job) -> Step | None:
+    """The step a stalled job must be re-driven from; None when it needs nothing."""
+    return None if job.is_final else resume_step(job)
 
 
 # The status a re-opened job goes back to, by the step it is re-driven from.
-REOPENED_STATUS = {SUBMIT: "queued", POLL: "processing", ARCHIVE: "archiving"}
+REOPENED_STATUS = {
+    Step.SUBMIT: JobStatus.QUEUED,
+    Step.POLL: JobStatus.PROCESSING,
+    Step.ARCHIVE: JobStatus.ARCHIVING,
+}
 
 
-def retry_step(job: Job) -> str:
+def retry_step(job: Job) -> Step:
     """The step an operator's retry re-drives `job` from; ValueError when it must not.
 
     Never a second submit once one may have reached Akool: with Akool's id the job is
     polled or archived; with a submit claim but no id, whether Akool created the job is
     unknown, and sending it again could pay twice.
     """
-    if job.status == "archived":
+    if job.status == JobStatus.ARCHIVED:
         raise ValueError(f"job {job.id} is archived; there is nothing to retry")
-    if job.result_url:
-        return ARCHIVE
-    if job.akool_id:
-        return POLL
-    if job.submit_claimed_ts is not None:
+    step = resume_step(job)
+    if step == Step.SUBMIT and job.submit_claimed_ts is not None:
         raise ValueError(
             f"job {job.id}: a submit was sent to Akool but its outcome is unknown, so it is "
             "not sent again (that could pay twice); check Akool's dashboard for this job"
         )
-    return SUBMIT
+    return step
+
+
+def reopen_for_retry(store: JobStore, settings: Settings, job_id: str, *, now: float) -> Step:
+    """Make a failed or stuck job due again for an operator's retry; return the step to
+    re-drive. KeyError for an unknown job; ValueError when it must not be retried."""
+    job = store.get(job_id)
+    step = retry_step(job)
+    if job.status != JobStatus.FAILED:
+        store.update(job_id, due=now + settings.stall_seconds, redrives=0)
+        return step
+    due = now + (settings.stall_seconds if step != Step.SUBMIT else QUEUED_STALL_SECONDS)
+    # A job that timed out polling gets a whole new poll window, or it fails again at once.
+    deadline = now + settings.poll_timeout_seconds if step == Step.POLL else None
+    if not store.reopen(job_id, REOPENED_STATUS[step], due=due, poll_deadline=deadline):
+        raise ValueError(f"job {job_id} changed while being retried; look at it again")
+    store.forget_announcement(job_id)
+    return step
 
 
 def sweep(
     store: JobStore,
     settings: Settings,
-    redrive: Callable[[str, str], None],
+    redrive: Callable[[str, Step], None],
     *,
     now: float | None = None,
     limit: int = 500,
@@ -98,15 +125,15 @@ def _handle(
     settings: Settings,
     job: Job,
     now: float,
-    redrive: Callable[[str, str], None],
+    redrive: Callable[[str, Step], None],
     result: SweepResult,
 ) -> None:
     step = stalled_step(job)
     if step is None:
         store.forget_due(job.id)
-    elif step == SUBMIT and job.submit_claimed_ts is not None:
+    elif step == Step.SUBMIT and job.submit_claimed_ts is not None:
         logger.error("Job %s: submit outcome unknown after a worker stopped; failing it", job.id)
-        store.fail(job.id, SUBMIT_UNKNOWN_MESSAGE)
+        store.fail(job.id, messages.SUBMIT_UNKNOWN)
         result.failed.append(job.id)
     else:
         backoff = settings.stall_seconds * 2 ** min(job.redrives, MAX_REDRIVE_DOUBLINGS)
@@ -126,6 +153,6 @@ def at_risk(store: JobStore, *, now: float | None = None) -> list[Job]:
         except KeyError:
             store.forget_expiry(job_id)
             continue
-        if job.status != "archived":
+        if job.status != JobStatus.ARCHIVED:
             jobs.append(job)
     return jobs

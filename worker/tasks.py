@@ -1,245 +1,211 @@
-"""Celery tasks: thin wrappers that decode arguments, build dependencies and retry.
+"""Celery tasks: thin wrappers that decode arguments, build dependencies and state how they
+retry.
 
-The chain is submit -> poll -> archive. Each task passes the job id on; the logic lives in
-worker/pipeline.py and worker/sweeper.py. A permanent error fails the job with its message
-and ends the chain (Ignore); a transient one retries with backoff within the step's bound.
-A job that ends (archived or failed) is announced to the application (worker/notify.py).
-With AKOOL_WEBHOOK_URL set, Akool is told to call our receiver (worker/webhook.py) and
-polling, the safety net, waits up to WEBHOOK_POLL_MAX_SECONDS between polls.
+The chain is submit -> poll -> archive; each task passes the job id on. The logic lives in
+worker/pipeline.py (the steps) and worker/sweeper.py (recovery); each task's retry policy is
+a `RetryPolicy` (worker/retries.py) and one runner, `_run`, applies them all. A permanent
+error, or a transient one past its ceiling, fails the job with a sentence from
+worker/messages.py and ends the chain (Ignore). A job that ends is announced to the
+application (worker/notify.py).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import redis
 from celery import Task, chain, uuid
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from worker import deps, notify
-from worker.api import QUEUED_STALL_SECONDS
-from worker.backoff import backoff_seconds
-from worker.celery_app import (
-    AKOOL_QUEUE,
-    AKOOL_TASK_TIME_LIMIT_SECONDS,
-    ARCHIVE_QUEUE,
-    ARCHIVE_TIME_LIMIT_SECONDS,
-    app,
+from worker import deps, messages, notify, retries
+from worker.celery_app import app
+from worker.errors import AkoolRateLimited, LipsyncError, StillProcessing, TransientError
+from worker.names import (
+    ARCHIVE_TASK,
+    EXPIRY_GUARD_TASK,
+    NOTIFY_TASK,
+    POLL_TASK,
+    SUBMIT_TASK,
+    SWEEP_TASK,
+    TASK_QUEUES,
+    Step,
 )
-from worker.errors import AkoolRateLimited, LipsyncError, PermanentError, TransientError
-from worker.jobs import (
-    FAILED,
+from worker.pipeline import (
+    archive_deadline,
+    archive_step,
+    await_completion,
+    index_akool_id,
+    plan_next_poll,
+    poll_settings,
+    submit_step,
 )
-from worker.pipeline import archive_step, plan_next_poll, poll_settings, poll_step, submit_step
-from worker.sweeper import (
-    ARCHIVE,
-    POLL,
-    REOPENED_STATUS,
-    SUBMIT,
-    at_risk,
-    retry_step,
-    sweep,
-)
-from worker.webhook import claim_archive, remember_akool_id
+from worker.sweeper import at_risk, reopen_for_retry, sweep
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+AKOOL_TASK_TIME_LIMIT_SECONDS = 300
+ARCHIVE_TIME_LIMIT_SECONDS = 3600
 # A submit that keeps meeting outages gives up after this many tries (about 12 minutes with
-# the default POLL_MAX_SECONDS between them). Waits for the shared request budget do not
-# count: a busy fleet delays submits, it does not fail them.
+# the default POLL_MAX_SECONDS between them).
 SUBMIT_MAX_RETRIES = 15
-# Archive retries stop at the job's expires_at (the video is gone then) or after this long
-# when that is unknown.
-ARCHIVE_FALLBACK_RETRY_SECONDS = 24 * 3600
+# About four minutes of tries (1 s doubling to 2 min, with jitter) before giving up.
+NOTIFY_MAX_RETRIES = 8
+NOTIFY_INITIAL_SECONDS = 1.0
+NOTIFY_MAX_SECONDS = 120.0
 
 
-def _fail(job_id: str, error: BaseException) -> None:
-    """Record the failure on the job, tell the application, and stop the chain."""
-    if isinstance(error, LipsyncError):
-        message = str(error)
-    else:
-        message = f"an unexpected error ({type(error).__name__}) stopped the job; see the log"
+# --- Retry policies: which errors retry, how long to wait, and the ceiling ------------------
+
+
+def _step_backoff(job_id: str, retries_so_far: int, error: BaseException) -> float:
+    """Backoff on POLL_INITIAL_SECONDS..POLL_MAX_SECONDS, or longer when told to wait."""
+    s = deps.settings()
+    return retries.exponential(s.poll_initial_seconds, s.poll_max_seconds)(
+        job_id, retries_so_far, error
+    )
+
+
+def _next_poll(job_id: str, _retries: int, error: BaseException) -> float:
+    """The poll schedule (backoff by polls made, clipped to the deadline), and tell the
+    sweeper when to expect the next poll."""
+    store = deps.job_store()
+    schedule = poll_settings(deps.settings(), store.get(job_id))
+    return plan_next_poll(store, job_id, schedule, at_least=retries.extra_wait(error))
+
+
+# Waits for the fleet's request budget do not count: a busy fleet delays submits.
+SUBMIT_RETRY = retries.RetryPolicy(
+    retry_on=(TransientError, SoftTimeLimitExceeded),
+    wait=_step_backoff,
+    max_retries=SUBMIT_MAX_RETRIES,
+    uncounted=(AkoolRateLimited,),
+)
+# No ceiling here: the poll deadline (POLL_TIMEOUT_SECONDS) is the step's own, which asks
+# Akool once more before it declares a timeout.
+POLL_RETRY = retries.RetryPolicy(retry_on=(TransientError,), wait=_next_poll)
+# While Akool still has the video, an archive is worth trying again.
+ARCHIVE_RETRY = retries.RetryPolicy(
+    retry_on=(TransientError, SoftTimeLimitExceeded),
+    wait=_step_backoff,
+    deadline=lambda job_id: archive_deadline(deps.job_store(), job_id),
+)
+NOTIFY_RETRY = retries.RetryPolicy(
+    retry_on=(TransientError,),
+    wait=retries.exponential(NOTIFY_INITIAL_SECONDS, NOTIFY_MAX_SECONDS),
+    max_retries=NOTIFY_MAX_RETRIES,
+)
+
+
+def _fail_job(job_id: str, error: BaseException) -> None:
+    """Giving up on a step: record the failure on the job and tell the application."""
+    if not isinstance(error, LipsyncError):
+        logger.error("Job %s: unexpected error", job_id, exc_info=error)
+    message = messages.failure(error)
     logger.error("Job %s failed: %s", job_id, message)
     if deps.job_store().fail(job_id, message):
         notify.announce_end(job_id)
-    raise Ignore()
 
 
-def _index_akool_id(job_id: str, akool_id: str | None) -> None:
-    """Let a webhook callback, which names Akool's id only, find the job (best effort:
-    without the index the callback is ignored and polling finishes the job)."""
-    if not akool_id:
-        return
-    try:
-        ttl = deps.settings().job_retention_seconds
-        remember_akool_id(deps.redis_client(), akool_id, job_id, ttl)
-    except (LipsyncError, redis.RedisError):
-        logger.warning("Job %s: could not index Akool id %s for webhooks", job_id, akool_id)
-
-
-def _countdown(task: Task, error: BaseException) -> float:
-    """Backoff on POLL_INITIAL_SECONDS..POLL_MAX_SECONDS, or longer when told to wait."""
-    s = deps.settings()
-    delay = backoff_seconds(task.request.retries, s.poll_initial_seconds, s.poll_max_seconds)
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after:
-        # Spread the waiting jobs over a second so they do not all return at once.
-        delay = max(delay if not isinstance(error, AkoolRateLimited) else 0, retry_after)
-        delay += random.uniform(0, 1)
-    return delay
+def _not_told(job_id: str, error: BaseException) -> None:
+    """Giving up on a notification: the job stays as it is; the log says why."""
+    logger.error("Job %s: its notify_url was not told: %s", job_id, error)
 
 
 def _run(
     task: Task,
     job_id: str,
+    policy: retries.RetryPolicy,
     step: Callable[[], T],
     *,
-    may_retry: Callable[[BaseException], bool],
+    give_up: Callable[[str, BaseException], None] = _fail_job,
 ) -> T:
-    """Run one step, mapping errors to retries (transient) or a failed job (permanent)."""
+    """Run one step under its task's retry policy: a countdown, or give up and stop."""
     try:
         return step()
-    except (TransientError, SoftTimeLimitExceeded) as e:
-        if not may_retry(e):
-            _fail(job_id, e)
-        countdown = _countdown(task, e)
-        logger.warning("Job %s: %s; retrying in %.1f s", job_id, e, countdown)
-        raise task.retry(countdown=countdown) from e
-    except PermanentError as e:
-        _fail(job_id, e)
     except Exception as e:
-        logger.exception("Job %s: unexpected error in %s", job_id, task.name)
-        _fail(job_id, e)
-    raise AssertionError("unreachable")
+        countdown = retries.decide(policy, job_id, task.request.retries, e)
+        if countdown is None:
+            give_up(job_id, e)
+            raise Ignore() from e
+        level = logging.INFO if isinstance(e, StillProcessing) else logging.WARNING
+        logger.log(level, "Job %s: %s; next try in %.1f s", job_id, e, countdown)
+        raise task.retry(countdown=countdown) from e
 
 
-@app.task(
-    bind=True,
-    max_retries=None,
-    name="lipsync.submit",
-    queue=AKOOL_QUEUE,
-    time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS,
-)
+def _task(name: str, **options: Any) -> Callable[[Callable[..., T]], Any]:
+    """A task of ours: named, on its queue, retried only by its policy."""
+    return app.task(name=name, queue=TASK_QUEUES[name], max_retries=None, **options)
+
+
+# --- The job's chain ---------------------------------------------------------------------
+
+
+@_task(SUBMIT_TASK, bind=True, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS)
 def submit(self: Task, job_id: str) -> str:
     """Send the job to Akool (at most once) and pass the job id on to polling."""
+    store, client = deps.job_store(), deps.akool_client()
     s = deps.settings()
-
-    def may_retry(error: BaseException) -> bool:
-        return isinstance(error, AkoolRateLimited) or self.request.retries < SUBMIT_MAX_RETRIES
-
-    akool_id = _run(
-        self,
-        job_id,
-        lambda: submit_step(deps.job_store(), deps.akool_client(), job_id, s),
-        may_retry=may_retry,
-    )
+    akool_id = _run(self, job_id, SUBMIT_RETRY, lambda: submit_step(store, client, job_id, s))
     if akool_id is None:
         raise Ignore()
-    _index_akool_id(job_id, akool_id)
+    index_akool_id(store, job_id, akool_id)
     return job_id
 
 
-@app.task(
-    bind=True,
-    max_retries=None,
-    name="lipsync.poll",
-    queue=AKOOL_QUEUE,
-    time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS,
-)
+@_task(POLL_TASK, bind=True, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS)
 def poll(self: Task, job_id: str) -> str:
-    """Ask Akool about the job; come back after a backoff countdown until it is done.
+    """Ask Akool about the job; come back on the poll schedule until it is done.
 
     Only one poll loop runs per job: a duplicated one (a redelivered countdown after the
     sweeper re-drove the job, or after the webhook reported the job done) finds another
-    owner and stops. Transient errors are retried on the poll schedule; the poll deadline
-    bounds both. Once Akool is done, the archive follows unless the webhook started it.
+    owner and stops. Once Akool is done, the archive follows unless the webhook started it.
     """
-    store, s = deps.job_store(), deps.settings()
+    store, stall = deps.job_store(), deps.settings().stall_seconds
     if not store.own_poll(job_id, self.request.id):
         logger.info("Job %s: another poll loop owns this job; stopping this one", job_id)
         raise Ignore()
-    try:
-        status = poll_step(store, deps.akool_client(), job_id, stall=s.stall_seconds)
-    except TransientError as e:
-        _retry_poll(self, job_id, f"poll not answered ({e})", getattr(e, "retry_after", None))
-    except PermanentError as e:
-        _fail(job_id, e)
-    if status is None:
+    client = deps.akool_client()
+
+    def step() -> bool:
+        return await_completion(store, client, job_id, stall=stall)
+
+    if not _run(self, job_id, POLL_RETRY, step):
         raise Ignore()
-    if not status.done:
-        _retry_poll(self, job_id, f"Akool status {status.status}", None)
-    if not claim_archive(deps.redis_client(), job_id, s.job_retention_seconds):
+    if not store.claim_archive(job_id):
         logger.info("Job %s: its archive was already started (webhook); stopping here", job_id)
         raise Ignore()
     return job_id
 
 
-def _retry_poll(task: Task, job_id: str, why: str, retry_after: float | None) -> None:
-    extra = retry_after + random.uniform(0, 1) if retry_after else 0.0
-    store = deps.job_store()
-    schedule = poll_settings(deps.settings(), store.get(job_id))
-    delay = plan_next_poll(store, job_id, schedule, at_least=extra)
-    logger.info("Job %s: %s; next poll in %.1f s", job_id, why, delay)
-    raise task.retry(countdown=delay)
-
-
-@app.task(
+@_task(
+    ARCHIVE_TASK,
     bind=True,
-    max_retries=None,
-    name="lipsync.archive",
-    queue=ARCHIVE_QUEUE,
     time_limit=ARCHIVE_TIME_LIMIT_SECONDS,
     soft_time_limit=ARCHIVE_TIME_LIMIT_SECONDS - 60,
 )
 def archive(self: Task, job_id: str) -> str | None:
     """Stream the result into S3; retry transient failures while the video still exists."""
-    store, s = deps.job_store(), deps.settings()
+    store, archiver, stall = deps.job_store(), deps.archiver(), deps.settings().stall_seconds
 
-    def may_retry(_error: BaseException) -> bool:
-        job = store.get(job_id)
-        started = job.completed_ts or job.created_ts
-        return time.time() < (job.expires_ts or started + ARCHIVE_FALLBACK_RETRY_SECONDS)
+    def step() -> str | None:
+        return archive_step(store, archiver, job_id, stall=stall, metrics=deps.metrics())
 
-    uri = _run(
-        self,
-        job_id,
-        lambda: archive_step(store, deps.archiver(), job_id, stall=s.stall_seconds),
-        may_retry=may_retry,
-    )
+    uri = _run(self, job_id, ARCHIVE_RETRY, step)
     if uri is not None:
         notify.announce_end(job_id)
     return uri
 
 
-@app.task(
-    bind=True,
-    max_retries=None,
-    name=notify.NOTIFY_TASK,
-    queue=AKOOL_QUEUE,
-    ignore_result=True,
-    time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS,
-)
+@_task(NOTIFY_TASK, bind=True, ignore_result=True, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS)
 def notify_application(self: Task, job_id: str) -> int | None:
     """POST the ended job's record to its notify_url; a bounded number of tries."""
-    try:
-        return notify.deliver(deps.job_store(), job_id)
-    except TransientError as e:
-        if self.request.retries >= notify.NOTIFY_MAX_RETRIES:
-            logger.error("Job %s: gave up telling its notify_url: %s", job_id, e)
-            return None
-        delay = backoff_seconds(
-            self.request.retries, notify.NOTIFY_INITIAL_SECONDS, notify.NOTIFY_MAX_SECONDS
-        )
-        logger.warning("Job %s: %s; telling it again in %.1f s", job_id, e, delay)
-        raise self.retry(countdown=delay) from e
-    except (PermanentError, KeyError) as e:
-        logger.error("Job %s: its notify_url was not told: %s", job_id, e)
-        return None
+    store = deps.job_store()
+    return _run(
+        self, job_id, NOTIFY_RETRY, lambda: notify.deliver(store, job_id), give_up=_not_told
+    )
 
 
 def pipeline_signature(job_id: str) -> Any:
@@ -247,25 +213,28 @@ def pipeline_signature(job_id: str) -> Any:
     return chain(submit.si(job_id), poll.s(), archive.s())
 
 
-def redrive(job_id: str, step: str) -> None:
+def redrive(job_id: str, step: Step) -> None:
     """Enqueue a job again from `step` (submit, poll or archive)."""
-    if step == SUBMIT:
+    if step == Step.SUBMIT:
         pipeline_signature(job_id).apply_async()
-    elif step == POLL:
+    elif step == Step.POLL:
         # The new loop is named the owner first, so a stray old loop stops at its next poll.
         task_id = uuid()
         store = deps.job_store()
         store.update(job_id, poll_owner=task_id)
         # Also mends the webhook index if a worker died between the submit and indexing it.
-        _index_akool_id(job_id, store.get(job_id).akool_id)
+        index_akool_id(store, job_id, store.get(job_id).akool_id)
         chain(poll.si(job_id).set(task_id=task_id), archive.s()).apply_async()
-    elif step == ARCHIVE:
+    elif step == Step.ARCHIVE:
         archive.si(job_id).apply_async()
     else:
         raise ValueError(f"unknown step {step!r}")
 
 
-@app.task(name="lipsync.sweep", queue=AKOOL_QUEUE, ignore_result=True)
+# --- Beat's tasks and the operator's retry ------------------------------------------------
+
+
+@_task(SWEEP_TASK, ignore_result=True)
 def sweep_stalled() -> dict[str, int]:
     """Re-drive jobs nothing is working on (beat runs it every SWEEP_INTERVAL_SECONDS)."""
     store = deps.job_store()
@@ -278,7 +247,7 @@ def sweep_stalled() -> dict[str, int]:
     return {"redriven": len(result.redriven), "failed": len(result.failed)}
 
 
-@app.task(name="lipsync.expiry_guard", queue=AKOOL_QUEUE, ignore_result=True)
+@_task(EXPIRY_GUARD_TASK, ignore_result=True)
 def expiry_guard() -> int:
     """Log an ERROR for each job whose video Akool deletes within 24 h, not archived."""
     jobs = at_risk(deps.job_store())
@@ -292,25 +261,10 @@ def expiry_guard() -> int:
     return len(jobs)
 
 
-# --- Operators: re-drive a failed or stuck job (`lipsync retry JOB_ID`) -----------------------
-
-
-def retry_job(job_id: str) -> str:
-    """Re-drive a failed or stuck job from where it stopped; return the step (submit, poll
-    or archive). KeyError for an unknown job; ValueError when it must not be retried."""
-    store, s = deps.job_store(), deps.settings()
-    job = store.get(job_id)
-    step = retry_step(job)
-    if job.status == FAILED:
-        now = time.time()
-        due = now + (s.stall_seconds if step != SUBMIT else QUEUED_STALL_SECONDS)
-        # A job that timed out polling gets a whole new poll window, or it fails again at once.
-        deadline = now + s.poll_timeout_seconds if step == POLL else None
-        if not store.reopen(job_id, REOPENED_STATUS[step], due=due, poll_deadline=deadline):
-            raise ValueError(f"job {job_id} changed while being retried; look at it again")
-        notify.forget_announcement(deps.redis_client(), job_id)
-    else:
-        store.update(job_id, due=time.time() + s.stall_seconds, redrives=0)
+def retry_job(job_id: str) -> Step:
+    """Re-drive a failed or stuck job from where it stopped (`lipsync retry JOB_ID`); return
+    the step. KeyError for an unknown job; ValueError when it must not be retried."""
+    step = reopen_for_retry(deps.job_store(), deps.settings(), job_id, now=time.time())
     logger.warning("Job %s: an operator re-drives it from its %s step", job_id, step)
     redrive(job_id, step)
     return step
