@@ -16,9 +16,10 @@ import time
 from dataclasses import replace
 
 from bench.common import Section, fmt
-from config.settings import load_settings
-from worker.jobs import PROCESSING, Job
+from worker.jobs import Job
 from worker.pipeline import next_poll_delay
+from worker.settings import load_settings
+from worker.status import JobStatus
 
 DURATIONS = (30.0, 300.0, 1800.0)
 FIXED_INTERVAL = 5.0
@@ -34,7 +35,7 @@ def simulate(duration: float, seed: int | None, fixed: float | None = None) -> t
         random.seed(seed)
     job = Job(
         id="0" * 32,
-        status=PROCESSING,
+        status=JobStatus.PROCESSING,
         video_url="",
         audio_url="",
         submitted_ts=0.0,

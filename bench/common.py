@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.names import MiB
+
 ROOT = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -20,7 +20,8 @@ from bench import profiling
 from bench.common import Section, fmt
 from bench.procstat import tree_cpu_seconds
 from bench.stack import bench_env, bench_stack, enqueue, log_tail, wait_for, worker
-from worker.jobs import ARCHIVED, DUE_KEY, KEY_PREFIX
+from worker import keys
+from worker.status import JobStatus
 
 VIDEO_URL = "https://videos.example.com/in.mp4?sim_polls=0&sim_size=102400"
 WARMUP = 10
@@ -30,8 +31,8 @@ GOAL = 0.5
 def _pipeline_done(client: redis.Redis, ids: list[str]) -> Callable[[], bool]:
     def check() -> bool:
         # Final jobs leave the due set; every job of this run is in it until then.
-        return not any(client.zscore(DUE_KEY, i) is not None for i in ids[-50:]) and (
-            client.zcard(DUE_KEY) == 0
+        return not any(client.zscore(keys.DUE, i) is not None for i in ids[-50:]) and (
+            client.zcard(keys.DUE) == 0
         )
 
     return check
@@ -111,8 +112,8 @@ def _pipeline(
             raise RuntimeError(f"{e}\n{log_tail(proc)}") from e
         finally:
             proc.stop()
-        statuses = [client.hget(KEY_PREFIX + i, "status") for i in result["ids"]]
-        archived = sum(1 for s in statuses if s == ARCHIVED.encode())
+        statuses = [client.hget(keys.JOB_PREFIX + i, "status") for i in result["ids"]]
+        archived = sum(1 for s in statuses if s == JobStatus.ARCHIVED.encode())
     return result, archived, summary
 
 
@@ -156,7 +157,8 @@ def run(
         "archive by one PUT). Bare: chain of three no-op tasks (bench.noop_app), same "
         "celery_config, same queues, same Redis. Rate = N / (last completion - first "
         f"enqueue) after a warm-up of {WARMUP}; CPU = worker process tree (main + pool). "
-        "Simulator and moto run with TCP_NODELAY (bench.nodelay) except in the last row."
+        "moto runs with TCP_NODELAY (bench.nodelay) except in the last row; the simulator "
+        "always does."
     )
     section.headers = [
         "what",
@@ -193,11 +195,11 @@ def run(
         f"{fmt(bare['enqueue_seconds'], 2)} s (bare), inside the measured time."
     )
     section.notes.append(
-        "Stock simulator: http.server handlers write headers and body in two send() calls "
+        "Stock moto: http.server handlers write headers and body in two send() calls "
         "without TCP_NODELAY, so each small answer waits for the client's delayed ACK "
-        "(~40 ms): every Akool call took ~44 ms instead of ~3 ms. Fix in worker/simulator.py: "
-        "`disable_nagle_algorithm = True` on `_Handler` (moto's werkzeug server does the same; "
-        "real Akool and S3 do not)."
+        "(~40 ms; an Akool call against a simulator with Nagle on took ~44 ms instead of "
+        "~3 ms). The simulator turns Nagle off itself (worker/dev/simulator/http_base.py); "
+        "moto's werkzeug server is patched by bench.nodelay (real S3 does not pay this)."
     )
     section.notes.append(
         "Where a pipeline job's worker CPU goes (profile below, and per-step timings): per job "

@@ -25,6 +25,7 @@ from celery.signals import task_prerun
 
 import worker.tasks  # noqa: F401 - registers the tasks on the app
 from worker.celery_app import app
+from worker.names import POLL_TASK
 
 __all__ = ["app"]
 
@@ -51,7 +52,7 @@ def _file() -> IO[str] | None:
 
 @task_prerun.connect
 def _record_lag(task: Any = None, **_: Any) -> None:
-    if task is None or task.name != "lipsync.poll":
+    if task is None or task.name != POLL_TASK:
         return
     eta = getattr(task.request, "eta", None)
     out = _file()

@@ -1,15 +1,13 @@
-"""The simulator or moto's S3 server with Nagle's algorithm off (TCP_NODELAY on accepted
-sockets), for the Celery benches.
+"""moto's S3 server with Nagle's algorithm off (TCP_NODELAY on accepted sockets), for the
+Celery benches.
 
-    python -m bench.nodelay simulator [worker.simulator arguments]
     python -m bench.nodelay moto [moto.server arguments]
 
-Both servers are `http.server` handlers, whose `disable_nagle_algorithm` defaults to False;
-they write a response's headers and body in separate send() calls, so the body of a small
-answer waits for the client's delayed ACK (40 ms on Linux). That costs every Akool call and
-S3 request about 40 ms against the local stack, which real Akool and S3 do not. The bench
-reports the engine both ways; the one-line fix for worker/simulator.py is
-`disable_nagle_algorithm = True` on its `_Handler`.
+moto's werkzeug handler writes a response's headers and body in separate send() calls with
+Nagle's algorithm on, so the body of a small answer waits for the client's delayed ACK
+(40 ms on Linux): about 40 ms per S3 request against the local stack, which real S3 does not
+cost. The Akool simulator turns Nagle off itself (worker/dev/simulator/http_base.py). The
+engine bench's stock row starts moto as shipped.
 """
 
 from __future__ import annotations
@@ -18,13 +16,9 @@ import sys
 
 
 def main(argv: list[str]) -> None:
+    """Run the server named by ``argv[0]`` with the rest of ``argv`` as its arguments."""
     which, rest = argv[0], argv[1:]
-    if which == "simulator":
-        from worker import simulator
-
-        simulator._Handler.disable_nagle_algorithm = True
-        simulator.main(rest)
-    elif which == "moto":
+    if which == "moto":
         from moto import server
         from werkzeug import serving
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from celery import Celery, chain
 
-from config.settings import get_settings
-from worker.celery_app import AKOOL_QUEUE, ARCHIVE_QUEUE, celery_config
+from worker.celery_app import celery_config
+from worker.names import AKOOL_QUEUE, ARCHIVE_QUEUE
+from worker.settings import get_settings
 
 app = Celery("bench-noop")
 app.conf.update(celery_config(get_settings()))

@@ -28,12 +28,13 @@ from bench import profiling
 from bench.common import ROOT, MiB, Section, fmt, percentile
 from bench.procstat import children, cpu_seconds, tree_rss_bytes
 from bench.stack import bench_env, bench_stack, log_tail, worker
-from config.settings import AKOOL_MAX_RPS
-from worker.jobs import DUE_KEY, EXPIRY_KEY, INDEX_KEY, KEY_PREFIX
+from worker import keys
+from worker.names import AKOOL_QUEUE
+from worker.settings import AKOOL_MAX_RPS
 
 LAG_GOAL = 5.0
 REDIS_GOAL = 4096
-QUEUE = "lipsync.akool"
+QUEUE = AKOOL_QUEUE
 MEAN_INTERVAL = 45.0  # U(30, 60) with POLL_MAX_SECONDS = 60
 
 
@@ -81,18 +82,18 @@ def _overdue(client: redis.Redis, now: float) -> tuple[int, float]:
 
 def _sample_memory(client: redis.Redis, jobs: int) -> dict[str, float]:
     """Bytes per job of each kind of key (MEMORY USAGE), while the run is live."""
-    keys = []
-    for key in client.scan_iter(KEY_PREFIX + "*", count=1000):
-        keys.append(key)
-        if len(keys) >= 50:
+    hashes = []
+    for key in client.scan_iter(keys.JOB_PREFIX + "*", count=1000):
+        hashes.append(key)
+        if len(hashes) >= 50:
             break
     out: dict[str, float] = {}
-    if keys:
-        out["job hash"] = statistics.fmean(client.memory_usage(k) or 0 for k in keys)
+    if hashes:
+        out["job hash"] = statistics.fmean(client.memory_usage(k) or 0 for k in hashes)
     for name, key in (
-        ("lipsync:due", DUE_KEY),
-        ("lipsync:jobs", INDEX_KEY),
-        ("lipsync:expiry", EXPIRY_KEY),
+        (keys.DUE, keys.DUE),
+        (keys.JOBS_INDEX, keys.JOBS_INDEX),
+        (keys.EXPIRY, keys.EXPIRY),
         ("queue list", QUEUE),
         ("unacked hash", "unacked"),
         ("unacked_index", "unacked_index"),
@@ -353,7 +354,7 @@ def _notes(section: Section, runs: list[Run]) -> None:
         f"{10000 / AKOOL_MAX_RPS:,.0f} s ({10000 / AKOOL_MAX_RPS / 60:.0f} min), so a finished "
         "video is noticed up to that late, and every refused attempt still runs a task that "
         "reschedules itself. Polling 10,000 jobs a minute apart takes 167 requests/s, not 5 "
-        "(config/settings.py says otherwise): size AKOOL_MAX_RPS >= jobs in flight / 45 s "
+        "(worker/settings.py says otherwise): size AKOOL_MAX_RPS >= jobs in flight / 45 s "
         "within what Akool allows, or stretch the poll interval with the load."
     )
     for item in unlimited:

@@ -7,8 +7,6 @@ import os
 import re
 from pathlib import Path
 
-MiB = 1024 * 1024
-
 
 def status_kib(pid: int | str = "self") -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) of a process, in KiB; empty when it is gone."""

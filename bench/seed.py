@@ -25,7 +25,8 @@ import requests
 from celery import chain
 
 from worker import deps
-from worker.jobs import PROCESSING, new_job_id
+from worker.jobs import new_job_id
+from worker.status import JobStatus
 from worker.tasks import archive, poll
 
 VIDEO_URL = "https://videos.example.com/in.mp4?sim_polls=1000000&sim_seconds=86400"
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> None:
         store.create(job_id, VIDEO_URL, AUDIO_URL, due=now + countdown + s.stall_seconds)
         store.update(
             job_id,
-            status=PROCESSING,
+            status=JobStatus.PROCESSING,
             akool_id=akool_id,
             submitted_ts=now,
             expires_ts=now + 7 * 86400,

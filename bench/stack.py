@@ -1,4 +1,4 @@
-"""Local processes for the Celery benches: a private stack (worker.devstack) plus helpers to
+"""Local processes for the Celery benches: a private stack (worker.dev.stack) plus helpers to
 start a worker of any app module, enqueue from a child process and wait, all bounded."""
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ import boto3
 import requests
 
 from bench.common import ROOT, child_env
-from worker.devstack import (
+from worker import names
+from worker.dev.stack import (
     BUCKET,
-    SIM_API_KEY,
-    SIM_CLIENT_ID,
-    SIM_CLIENT_SECRET,
     START_TIMEOUT_SECONDS,
     Process,
     RedisServer,
@@ -34,7 +32,7 @@ from worker.devstack import (
     wait_until,
 )
 
-QUEUES = "lipsync.akool,lipsync.archive"
+QUEUES = ",".join(names.QUEUES)
 
 
 def bench_env(stack: Stack, **overrides: str) -> dict[str, str]:
@@ -101,23 +99,6 @@ def log_tail(process: Process, chars: int = 3000) -> str:
     return process.log_text()[-chars:]
 
 
-class NoDelaySimulator(SimulatorServer):
-    """worker.simulator started through bench.nodelay (TCP_NODELAY)."""
-
-    def start(self) -> NoDelaySimulator:
-        argv = [sys.executable, "-m", "bench.nodelay", "simulator", "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port), "--api-key", SIM_API_KEY]
-        argv += ["--client-id", SIM_CLIENT_ID, "--client-secret", SIM_CLIENT_SECRET]
-        log = self.directory / "simulator.log"
-        self.process = Process("simulator", argv, log, env=child_env()).start()
-        wait_until(
-            lambda: requests.get(self.url + "/_sim/stats", timeout=1).ok,
-            START_TIMEOUT_SECONDS,
-            "Akool simulator (nodelay)",
-        )
-        return self
-
-
 # moto keeps an object in memory up to this size and spools the rest to a temporary file
 # (default: just under 5 MiB). On this machine /tmp is a real disk, and its write-back made
 # moto's time for the same 300 MiB upload vary from 2.3 to 4.2 s; in memory it is steadier.
@@ -142,7 +123,7 @@ class NoDelayS3(S3Server):
 
 @contextlib.contextmanager
 def bench_stack(*, nodelay: bool = True) -> Iterator[Stack]:
-    """Like worker.devstack.local_stack, optionally with the servers' Nagle delay off."""
+    """Like worker.dev.stack.local_stack, optionally with the servers' Nagle delay off."""
     directory = Path(tempfile.mkdtemp(prefix="lipsync-bench-"))
     services: list[Any] = []
     try:
@@ -150,7 +131,7 @@ def bench_stack(*, nodelay: bool = True) -> Iterator[Stack]:
         services.append(redis_server)
         s3 = (NoDelayS3 if nodelay else S3Server)(directory).start()
         services.append(s3)
-        sim = (NoDelaySimulator if nodelay else SimulatorServer)(directory).start()
+        sim = SimulatorServer(directory).start()
         services.append(sim)
         env = stack_env(redis_server.url, s3.url, sim.url)
         stack = Stack(directory, redis_server, s3, sim, env)

@@ -14,10 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from worker.devstack import BUCKET, Stack, local_stack, start_worker
+from worker.api import submit_lipsync
+from worker.celery_app import reload_settings
+from worker.dev.stack import BUCKET, Stack, local_stack, start_worker
+from worker.progress import wait_for
+from worker.status import JobStatus
 
 DEMO_TIMEOUT_SECONDS = 120.0
-PROCFILE = Path(__file__).resolve().parents[1] / "Procfile"
+PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
 
 
 def procfile_argv(name: str, procfile: Path = PROCFILE) -> list[str] | None:
@@ -59,18 +63,13 @@ def _worker_env(stack: Stack) -> dict[str, str]:
 
 
 def _push_one_job(stack: Stack) -> bool:
-    from worker import deps
-    from worker.cli import wait_for
-
     os.environ.update(stack.env)
-    deps.reload_settings()
-    from worker import submit_lipsync
-
+    reload_settings()
     video = "https://example.com/input/talking-head.mp4?sim_polls=3"
     job_id = submit_lipsync(video, "https://example.com/input/voice.wav")
     print(f"Submitted job {job_id}", flush=True)
     job = wait_for(job_id, timeout=DEMO_TIMEOUT_SECONDS, live=False)
-    if job.status != "archived" or not job.archive_uri:
+    if job.status != JobStatus.ARCHIVED or not job.archive_uri:
         print(f"Demo failed: job ended as {job.status}: {job.error}", flush=True)
         return False
     served = stack.simulator.job(job.akool_id or "")["sha256"]

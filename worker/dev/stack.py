@@ -2,148 +2,91 @@
 simulator and Celery workers, each on a free loopback port in a temporary directory.
 
 Used by `lipsync demo` and by the integration tests. Every wait is bounded; every process
-is stopped (and its directory removed) on exit.
+is stopped (and its directory removed) on exit. `python -m worker.dev.stack` (`make stack`)
+runs the services in the foreground for a worker started by hand (`make run`).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import requests
 
+from worker.deps import s3_client
+from worker.dev.processes import Process, free_port, port_open, wait_until
+
 START_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
 SIM_API_KEY = "sim-api-key"
 SIM_CLIENT_ID = "sim-client-id"
 SIM_CLIENT_SECRET = "sim-client-secret"  # noqa: S105 - the simulator's fake credential
 BUCKET = "lipsync-archive"
+CHECKOUT = Path(__file__).resolve().parents[2]
+ENV_FILE = Path(".demo") / "stack.env"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def redis_config_candidates() -> list[Path]:
+    """Where the project's redis.conf may be: a checkout's, then the one a wheel installs."""
+    return [
+        CHECKOUT / "config" / "redis.conf",
+        Path(sys.prefix) / "share" / "lipsync-worker" / "redis.conf",
+    ]
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Call `check` until it returns True, or raise TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
-
-
-def port_open(port: int) -> bool:
-    """True when something accepts connections on 127.0.0.1:port."""
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@dataclass
-class Process:
-    """A child process whose output goes to a log file."""
-
-    name: str
-    argv: list[str]
-    log_path: Path
-    env: Mapping[str, str] | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> Process:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=dict(self.env) if self.env else None,
-            start_new_session=True,
-        )
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def send(self, signum: int) -> None:
-        """Send a signal to the whole process group (a Celery worker has children)."""
-        if self.alive:
-            assert self.proc is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signum)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the process (SIGKILL after STOP_TIMEOUT_SECONDS) and close its log."""
-        if self.proc is not None:
-            self.send(sig)
-            try:
-                self.proc.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.send(signal.SIGKILL)
-                self.proc.wait(STOP_TIMEOUT_SECONDS)
-            self.send(signal.SIGKILL)  # children left behind by a killed parent
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+def find_redis_config(candidates: Sequence[Path] | None = None) -> Path:
+    """The first of `candidates` (default: redis_config_candidates()) that is a file."""
+    paths = list(candidates) if candidates is not None else redis_config_candidates()
+    for path in paths:
+        if path.is_file():
+            return path
+    looked = ", ".join(str(path) for path in paths)
+    raise RuntimeError(
+        f"the project's redis.conf is missing (looked in {looked}): run from a checkout, "
+        "or reinstall lipsync-worker from its wheel, which installs it under share/"
+    )
 
 
 class RedisServer:
-    """A private redis-server; `appendonly` turns on AOF persistence in its directory."""
+    """A private redis-server run with the project's redis.conf (AOF on) in `directory`."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, appendonly: bool = False):
+    def __init__(self, directory: Path, *, port: int | None = None) -> None:
         self.directory = directory
         self.port = port or free_port()
-        self.appendonly = appendonly
         self.process: Process | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def argv(self) -> list[str]:
+        """config/redis.conf, then only where this server listens and keeps its files, and 64
+        databases (the integration tests take one per deployment)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        argv = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--databases",
-            "64",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--appendfsync",
-            "always",
-        ]
-        self.process = Process("redis", argv, self.directory / "redis.log").start()
+        # Nothing of the file is overridden: the tests run the production configuration. The
+        # fault tests restart Redis and need every acknowledged write to survive: with the
+        # file's AOF they do, since Redis writes and fsyncs the AOF before exiting on SIGTERM.
+        # `--appendfsync always` would add safety only against a machine crash (or a kill -9
+        # while a slow fsync holds AOF writes back), which no test does.
+        machine = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        local = ["--daemonize", "no", "--databases", "64"]
+        return [binary, str(find_redis_config()), *machine, *local]
+
+    def start(self) -> RedisServer:
+        self.process = Process("redis", self.argv(), self.directory / "redis.log").start()
         wait_until(lambda: port_open(self.port), START_TIMEOUT_SECONDS, "redis-server")
         return self
 
@@ -186,7 +129,7 @@ class S3Server:
 
 
 class SimulatorServer:
-    """The Akool simulator (worker.simulator) as a separate process."""
+    """The Akool simulator (worker.dev.simulator) as a separate process."""
 
     def __init__(self, directory: Path, *, port: int | None = None, size: int | None = None):
         self.directory = directory
@@ -202,7 +145,7 @@ class SimulatorServer:
         argv = [
             sys.executable,
             "-m",
-            "worker.simulator",
+            "worker.dev.simulator",
             "--host",
             "127.0.0.1",
             "--port",
@@ -292,44 +235,47 @@ class Stack:
     env: dict[str, str]
 
     def s3_client(self) -> Any:
-        from worker.deps import s3_client
-
+        """A boto3 client of the stack's S3 server."""
         return s3_client(self.s3.url)
 
 
+def service_env(redis_url: str, s3_url: str, akool_url: str) -> dict[str, str]:
+    """Only the variables that point a worker or a client at the local services."""
+    return {
+        "REDIS_URL": redis_url,
+        "AKOOL_BASE_URL": akool_url,
+        "AKOOL_API_KEY": SIM_API_KEY,
+        "ARCHIVE_BUCKET": BUCKET,
+        "ARCHIVE_PREFIX": "lipsync/",
+        # Exactly 127.0.0.1: no wildcard ever allows a loopback address.
+        "ARCHIVE_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "S3_ENDPOINT_URL": s3_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POLL_INITIAL_SECONDS": "0.2",
+        "POLL_MAX_SECONDS": "1",
+        "POLL_TIMEOUT_SECONDS": "120",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def stack_env(redis_url: str, s3_url: str, akool_url: str, **overrides: str) -> dict[str, str]:
-    """The environment that points the worker at the local services."""
+    """This process's environment, pointed at the local services (for child processes)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AKOOL_", "ARCHIVE_"))}
-    env.update(
-        {
-            "REDIS_URL": redis_url,
-            "AKOOL_BASE_URL": akool_url,
-            "AKOOL_API_KEY": SIM_API_KEY,
-            "ARCHIVE_BUCKET": BUCKET,
-            "ARCHIVE_PREFIX": "lipsync/",
-            "ARCHIVE_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "S3_ENDPOINT_URL": s3_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POLL_INITIAL_SECONDS": "0.2",
-            "POLL_MAX_SECONDS": "1",
-            "POLL_TIMEOUT_SECONDS": "120",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env.update(service_env(redis_url, s3_url, akool_url))
     env.pop("AWS_PROFILE", None)
     env.update(overrides)
     return env
 
 
 @contextlib.contextmanager
-def local_stack(*, appendonly: bool = False, size: int | None = None) -> Iterator[Stack]:
+def local_stack(*, size: int | None = None) -> Iterator[Stack]:
     """Start redis-server, the S3 server and the simulator; stop them all on exit."""
     directory = Path(tempfile.mkdtemp(prefix="lipsync-stack-"))
     services: list[Any] = []
     try:
-        redis_server = RedisServer(directory, appendonly=appendonly).start()
+        redis_server = RedisServer(directory).start()
         services.append(redis_server)
         s3 = S3Server(directory).start()
         services.append(s3)
@@ -359,3 +305,62 @@ def _patched_env(env: Mapping[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> None:
+    """KEY=value lines that both honcho's `--env` and a POSIX shell's `.` read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
+    header = "# Written by python -m worker.dev.stack; removed when it stops."
+    path.write_text("\n".join([header, *lines]) + "\n")
+
+
+def _stop_on_signal(signum: int, frame: Any) -> None:
+    # SIGTERM and SIGHUP stop the stack as Ctrl-C does, through local_stack's cleanup; later
+    # signals are ignored so that they cannot cut that cleanup short and leave servers running.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _wait_while_running(stack: Stack) -> None:
+    """Sleep until interrupted; raise if a service dies, so the others are stopped too."""
+    processes = {
+        "redis-server": stack.redis.process,
+        "S3 server": stack.s3.process,
+        "simulator": stack.simulator.process,
+    }
+    while True:
+        for name, process in processes.items():
+            if process is not None and not process.alive:
+                raise RuntimeError(f"{name} exited:\n{process.log_text()[-2000:]}")
+        time.sleep(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the local stack in the foreground until Ctrl-C or SIGTERM, writing the
+    environment a worker needs to an env file (removed again on exit)."""
+    parser = argparse.ArgumentParser(prog="python -m worker.dev.stack", description=main.__doc__)
+    parser.add_argument("--env-file", type=Path, default=ENV_FILE, help="default: %(default)s")
+    env_file = parser.parse_args(argv).env_file
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop_on_signal)
+    try:
+        print("Starting redis-server, the S3 server and the Akool simulator...", flush=True)
+        with local_stack() as stack:
+            write_env_file(
+                env_file, service_env(stack.redis.url, stack.s3.url, stack.simulator.url)
+            )
+            try:
+                print(f"Logs in {stack.directory}. Environment, in {env_file}:", flush=True)
+                print(env_file.read_text(), end="", flush=True)
+                print("Now `make run` in another terminal. Ctrl-C stops the stack.", flush=True)
+                _wait_while_running(stack)
+            finally:
+                env_file.unlink(missing_ok=True)
+    except KeyboardInterrupt:
+        print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()

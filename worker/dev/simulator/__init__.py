@@ -1,0 +1,52 @@
+"""HTTP simulator of Akool's lip-sync API, for tests, the demo and the benches.
+
+Each job's behaviour is scripted by ``sim_*`` query parameters on the submitted ``video_url``
+(the URL itself is never fetched). See ``scenario.Scenario`` for the list.
+
+When a submit names a ``webhookUrl``, the simulator also POSTs Akool's encrypted, signed
+callback to it (from a background thread, a few tries while the answer is not 200) once the
+job's final status is reached: after ``sim_seconds`` plus ``sim_webhook_delay``, whatever
+the polls answer, so ``?sim_polls=1000&sim_seconds=1`` is a job whose polls keep saying 2
+while the callback says it is done. ``sim_webhook_progress=1`` also sends a status 2
+callback at once; ``sim_webhook=0`` sends none. The payload is encrypted with the client
+secret (16, 24 or 32 bytes; with another length no callback is sent) and the client id as
+IV (see worker/webhook_crypto.py).
+
+Controls for tests, under ``/_sim``: ``GET /_sim/stats`` (counters), ``GET /_sim/jobs/<id>``,
+``POST /_sim/reset``, ``POST /_sim/revoke-tokens`` and ``POST /_sim/rate-limit`` with
+``{"per_second": N}`` (0 or null: off), which answers code 1005 to any submit or poll beyond
+N in the current one-second window, as Akool does when requests come too often.
+
+Run it standalone with ``python -m worker.dev.simulator --port 8080`` (``--help`` lists the
+options and their defaults).
+
+Modules: ``scenario`` (the ``sim_*`` parameters), ``content`` (the generated videos),
+``state`` (configuration, jobs and counters), ``callbacks`` (webhook callbacks),
+``http_base`` (HTTP answers, Nagle off), ``downloads`` (``/files/<id>.mp4``), ``handler``
+(Akool's endpoints and ``/_sim``), ``server`` (``Simulator``) and ``cli`` (the command line).
+This package re-exports what tests and tools import.
+"""
+
+from __future__ import annotations
+
+from worker.dev.simulator.callbacks import WEBHOOK_ATTEMPTS
+from worker.dev.simulator.cli import main
+from worker.dev.simulator.content import content_sha256, generate_content
+from worker.dev.simulator.handler import SimulatorHandler
+from worker.dev.simulator.scenario import Scenario, parse_scenario
+from worker.dev.simulator.server import Simulator
+from worker.dev.simulator.state import SimJob, SimState, SimulatorConfig
+
+__all__ = [
+    "WEBHOOK_ATTEMPTS",
+    "Scenario",
+    "SimJob",
+    "SimState",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorHandler",
+    "content_sha256",
+    "generate_content",
+    "main",
+    "parse_scenario",
+]

@@ -1,0 +1,78 @@
+"""Serving a job's generated video at ``/files/<id>.mp4``, with its scripted faults.
+
+A download can be redirected (``sim_redirect``), refused with an HTTP error (``sim_file``),
+held back (``sim_file_delay``) or cut off halfway (``sim_truncate_times``); otherwise the
+job's generated content (see ``content``) is streamed in chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from worker.dev.simulator.content import generate_content
+from worker.dev.simulator.http_base import SimHTTPHandler
+from worker.dev.simulator.state import SimJob
+
+logger = logging.getLogger(__name__)
+
+# The answer to a download scripted with ``sim_file=<mode>``.
+FILE_ERRORS = {
+    "expired": (410, b"expired"),
+    "gone": (404, b"not found"),
+    "forbidden": (403, b"forbidden"),
+}
+
+
+class DownloadHandler(SimHTTPHandler):
+    """Request handler that can serve the jobs' generated videos."""
+
+    def _handle_file(self, job_id: str) -> None:
+        """GET /files/<id>.mp4: stream the job's generated video."""
+        job = self.state.get_job(job_id)
+        if job is None:
+            self._send_bytes(404, b"not found", "text/plain")
+            return
+        with self.state.lock:
+            job.downloads += 1
+            self.state.downloads += 1
+            count = job.downloads
+        if job.scenario.redirect:
+            self._send_redirect(job.scenario.redirect)
+            return
+        if job.scenario.file in FILE_ERRORS:
+            status, text = FILE_ERRORS[job.scenario.file]
+            self._send_bytes(status, text, "text/plain")
+            return
+        self._stream_file(job, truncate=count <= job.scenario.truncate_times)
+
+    def _send_redirect(self, location: str) -> None:
+        """Answer 302 to ``location``, with an empty body."""
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _stream_file(self, job: SimJob, truncate: bool) -> None:
+        """Send the job's content in chunks; when ``truncate``, stop halfway and close."""
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(job.size))
+        if truncate:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        if job.scenario.file_delay > 0:
+            time.sleep(job.scenario.file_delay)
+        limit = job.size // 2 if truncate else job.size
+        sent = 0
+        for chunk in generate_content(job.job_id, job.size):
+            piece = chunk[: limit - sent]
+            self.wfile.write(piece)
+            sent += len(piece)
+            if sent >= limit:
+                break
+        self.wfile.flush()
+        if truncate:
+            logger.info("simulator truncated download of job %s at %s bytes", job.job_id, sent)
+            self.close_connection = True

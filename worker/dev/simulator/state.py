@@ -1,0 +1,245 @@
+"""The simulator's shared state: its configuration, the submitted jobs and the counters.
+
+``SimState`` is shared by every request thread and callback thread and guarded by one lock;
+``SimJob`` is one submitted job with its scenario and per-job counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.dev.simulator.content import content_sha256
+from worker.dev.simulator.scenario import Scenario, parse_scenario
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatorConfig:
+    """Credentials and defaults of a simulator instance."""
+
+    api_key: str = "sim-api-key"
+    client_id: str = "sim-client-id"
+    client_secret: str = "sim-client-secret"  # noqa: S105 - fake credential of the simulator
+    default_size: int = 6 * 1024 * 1024 + 12345
+    file_host: str | None = None
+
+
+@dataclass
+class SimJob:
+    """One submitted lip-sync job and its counters."""
+
+    job_id: str
+    video_url: str
+    audio_url: str
+    webhook_url: str | None
+    scenario: Scenario
+    size: int
+    video_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    task_id: str = field(default_factory=lambda: secrets.token_hex(12))
+    create_time: int = field(default_factory=lambda: int(time.time() * 1000))
+    created_at: float = field(default_factory=time.monotonic)
+    polls: int = 0
+    status_polls: int = 0
+    downloads: int = 0
+    sha256: str | None = None
+    # HTTP status of each callback sent to webhookUrl (0: no answer), in order.
+    webhook_answers: list[int] = field(default_factory=list)
+
+    def status_for(self, status_poll: int) -> int:
+        """Status answered by the ``status_poll``-th normal poll (0: not polled yet)."""
+        if status_poll == 0 or (status_poll == 1 and self.scenario.polls >= 1):
+            return 1
+        if status_poll <= self.scenario.polls:
+            return 2
+        if time.monotonic() - self.created_at < self.scenario.seconds:
+            return 2
+        return self.scenario.final
+
+    def record(self) -> dict[str, Any]:
+        """The job record answered by the submit endpoint."""
+        return {
+            "_id": self.job_id,
+            "video_id": self.video_id,
+            "video_status": 1,
+            "video": "",
+            "create_time": self.create_time,
+            "webhookUrl": self.webhook_url or "",
+            "lipsync": True,
+            "task_id": self.task_id,
+            "input_audio": self.audio_url,
+        }
+
+
+class SimState:
+    """All mutable simulator state, guarded by one lock."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        """Create empty state for ``config``."""
+        self.config = config
+        self.lock = threading.Lock()
+        self.tokens: set[str] = set()
+        self.file_host = ""
+        self.jobs: dict[str, SimJob] = {}
+        self.submits = 0
+        self.submits_by_video_url: dict[str, int] = {}
+        self.jobs_by_video_url: dict[str, int] = {}
+        self.polls = 0
+        self.token_requests = 0
+        self.downloads = 0
+        self.rate_limit: int | None = None
+        self.webhooks_delivered = 0
+        # Set when the simulator stops, so callback threads waiting for their time end.
+        self.stopping = threading.Event()
+        # The clock of the rate windows; tests may replace it to place requests exactly.
+        self.clock: Callable[[], float] = time.monotonic
+        self._reset_rate_counters()
+
+    def _reset_rate_counters(self) -> None:
+        """Forget the request-rate counters (the caller holds the lock, or is __init__)."""
+        self.rate_limited = 0
+        self.max_requests_per_second = 0
+        self._recent_requests: deque[float] = deque()
+        self._window = -1
+        self._window_count = 0
+
+    def reset(self) -> None:
+        """Forget jobs and counters and turn the rate limit off (issued tokens stay valid)."""
+        with self.lock:
+            self.jobs = {}
+            self.submits = 0
+            self.submits_by_video_url = {}
+            self.jobs_by_video_url = {}
+            self.polls = 0
+            self.token_requests = 0
+            self.downloads = 0
+            self.rate_limit = None
+            self.webhooks_delivered = 0
+            self._reset_rate_counters()
+
+    def set_rate_limit(self, per_second: int | None) -> None:
+        """Answer 1005 beyond ``per_second`` submits and polls a second (None or 0: off)."""
+        with self.lock:
+            self.rate_limit = per_second or None
+            self._window = -1
+            self._window_count = 0
+
+    def note_api_request(self) -> None:
+        """Count one request to an Akool endpoint towards the busiest one-second window."""
+        now = self.clock()
+        with self.lock:
+            # A sliding window (the last second up to now) finds the true peak, which a
+            # window aligned to whole seconds could split in two.
+            self._recent_requests.append(now)
+            while self._recent_requests[0] <= now - 1.0:
+                self._recent_requests.popleft()
+            self.max_requests_per_second = max(
+                self.max_requests_per_second, len(self._recent_requests)
+            )
+
+    def over_rate_limit(self) -> bool:
+        """Count one submit or poll in the current whole second; True when it is too many."""
+        with self.lock:
+            if self.rate_limit is None:
+                return False
+            second = int(self.clock())
+            if second != self._window:
+                self._window, self._window_count = second, 0
+            self._window_count += 1
+            if self._window_count <= self.rate_limit:
+                return False
+            self.rate_limited += 1
+            return True
+
+    def issue_token(self) -> str:
+        """Issue and remember a new bearer token."""
+        token = secrets.token_hex(24)
+        with self.lock:
+            self.tokens.add(token)
+        return token
+
+    def revoke_tokens(self) -> int:
+        """Revoke all issued tokens; return how many there were."""
+        with self.lock:
+            count = len(self.tokens)
+            self.tokens.clear()
+        return count
+
+    def count_submit(self, video_url: str | None) -> int:
+        """Count one authorised submit; return the count for this video_url (0 if none)."""
+        with self.lock:
+            self.submits += 1
+            if video_url is None:
+                return 0
+            count = self.submits_by_video_url.get(video_url, 0) + 1
+            self.submits_by_video_url[video_url] = count
+            return count
+
+    def create_job(self, video_url: str, audio_url: str, webhook_url: str | None) -> SimJob:
+        """Create and store a job scripted by ``video_url``; sending its callbacks is the
+        caller's part (``callbacks.start_callbacks``), so the state starts no thread."""
+        scenario = parse_scenario(video_url)
+        size = scenario.size if scenario.size is not None else self.config.default_size
+        job = SimJob(secrets.token_hex(12), video_url, audio_url, webhook_url, scenario, size)
+        with self.lock:
+            self.jobs[job.job_id] = job
+            self.jobs_by_video_url[video_url] = self.jobs_by_video_url.get(video_url, 0) + 1
+        logger.info("simulator created job %s", job.job_id)
+        return job
+
+    def file_url(self, job: SimJob) -> str:
+        """Where the job's generated video is served."""
+        return f"http://{self.file_host}/files/{job.job_id}.mp4"
+
+    def get_job(self, job_id: str) -> SimJob | None:
+        """The job with ``job_id``, or None."""
+        with self.lock:
+            return self.jobs.get(job_id)
+
+    def job_sha256(self, job: SimJob) -> str:
+        """Hex sha256 of a job's content, computed once and cached."""
+        if job.sha256 is None:
+            digest = content_sha256(job.job_id, job.size)
+            with self.lock:
+                job.sha256 = digest
+        return job.sha256
+
+    def stats(self) -> dict[str, Any]:
+        """Global counters."""
+        with self.lock:
+            return {
+                "submits": self.submits,
+                "submits_by_video_url": dict(self.submits_by_video_url),
+                "jobs_by_video_url": dict(self.jobs_by_video_url),
+                "polls": self.polls,
+                "token_requests": self.token_requests,
+                "downloads": self.downloads,
+                "rate_limited": self.rate_limited,
+                "max_requests_per_second": self.max_requests_per_second,
+                "webhooks_delivered": self.webhooks_delivered,
+            }
+
+    def job_info(self, job: SimJob) -> dict[str, Any]:
+        """Inspection view of a job."""
+        digest = self.job_sha256(job)
+        with self.lock:
+            return {
+                "_id": job.job_id,
+                "video_url": job.video_url,
+                "audio_url": job.audio_url,
+                "webhookUrl": job.webhook_url,
+                "size": job.size,
+                "sha256": digest,
+                "polls": job.polls,
+                "downloads": job.downloads,
+                "status": job.status_for(job.status_polls),
+                "webhook_answers": list(job.webhook_answers),
+            }
