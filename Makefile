@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+STACK_ENV := .demo/stack.env
 
-.PHONY: demo test lint unit integration bench redis-server clean
+.PHONY: demo stack run test lint unit integration bench redis-server clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,18 @@ redis-server:
 
 demo: $(STAMP) redis-server
 	$(BIN)/lipsync demo
+
+# The local stack (redis-server, S3 server, Akool simulator) in the foreground until Ctrl-C;
+# it writes the environment a worker needs to $(STACK_ENV).
+stack: $(STAMP) redis-server
+	$(BIN)/python -m worker.dev.stack --env-file $(STACK_ENV)
+
+# The Procfile (worker, beat, web) against the stack `make stack` runs in another terminal.
+# The Procfile calls bare `celery` and `python`: the venv's come first on PATH. honcho reads
+# only the files given with -e (not .env), and their values win over the shell's.
+run: $(STAMP)
+	@test -f $(STACK_ENV) || { echo "$(STACK_ENV) is missing: run \`make stack\` in another terminal first." >&2; exit 1; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -e $(STACK_ENV)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
