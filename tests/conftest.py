@@ -1,22 +1,5 @@
-"""Fixtures shared by both tiers."""
+"""Fixtures shared by both tiers (none at present).
 
-from __future__ import annotations
-
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from worker.devstack import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """A private redis-server on a free port in a temporary directory, for one module."""
-    with tempfile.TemporaryDirectory() as tmpdir:
-        server = RedisServer(Path(tmpdir)).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+The unit tier starts no redis-server or other process of the stack; fixtures that do
+(`redis_server`, `stack`, `deployment`) live in tests/integration/conftest.py.
+"""

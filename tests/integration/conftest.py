@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 import pytest
 import redis
 
-from worker.demo import procfile_argv, stored_sha256
-from worker.devstack import BUCKET, Process, Stack, local_stack, start_worker, wait_until
+from worker.dev.demo import procfile_argv, stored_sha256
+from worker.dev.stack import BUCKET, Process, Stack, local_stack, start_worker, wait_until
 from worker.jobs import Job, JobStore
 
 JOB_TIMEOUT_SECONDS = 60.0
@@ -116,7 +116,7 @@ class Deployment:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     # AOF on, as docker-compose.yml runs Redis: the fault tests restart it mid-flight.
-    with local_stack(appendonly=True) as running:
+    with local_stack() as running:
         os.environ.update({k: v for k, v in running.env.items() if k.startswith("AWS_")})
         yield running
 
@@ -134,7 +134,11 @@ def start_procfile_beat(stack: Stack, env: dict[str, str], name: str) -> Process
     argv = procfile_argv("beat")
     assert argv is not None, "the Procfile has no beat line"
     schedule = str(stack.directory / f"beat-{name}")
-    argv = [schedule if arg.startswith("/tmp/") else arg for arg in argv]
+    # Whatever file the Procfile names, two beats must never share one.
+    if "--schedule" in argv:
+        argv[argv.index("--schedule") + 1] = schedule
+    else:
+        argv += ["--schedule", schedule]
     log = stack.directory / f"beat-{name}.log"
     process = Process(f"beat-{name}", argv, log, env=procfile_worker_env(env)).start()
     wait_until(lambda: "beat: Starting" in process.log_text(), 30, "celery beat")
@@ -171,3 +175,22 @@ def deploy(stack: Stack) -> Iterator[Any]:
     yield factory
     for deployed in started:
         deployed.stop()
+
+
+# --- a private redis-server for one module (moved from tests/conftest.py: the unit tier
+# starts no redis-server) ----------------------------------------------------------------------
+
+import tempfile  # noqa: E402
+
+from worker.dev.stack import RedisServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free port in a temporary directory, for one module."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        server = RedisServer(Path(tmpdir)).start()
+        try:
+            yield server
+        finally:
+            server.stop()

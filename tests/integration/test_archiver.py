@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 
 from worker.archive import CONTENT_TYPE, Archiver, MiB, archive_key
 from worker.deps import s3_client
-from worker.devstack import S3Server
+from worker.dev.stack import S3Server
 from worker.errors import DownloadError, PermanentError, SourceRefusedError, TransientError
 from worker.jobs import new_job_id
 

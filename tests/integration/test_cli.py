@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import load_settings
 from tests.integration.conftest import AUDIO_URL, Deployment, video_url
 from worker.celery_app import create_app
-from worker.devstack import wait_until
+from worker.dev.stack import wait_until
+from worker.settings import load_settings
 
 pytestmark = pytest.mark.integration
 LIPSYNC = str(Path(sys.executable).parent / "lipsync")

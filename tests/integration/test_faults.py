@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from tests.integration.conftest import Deployment, video_url
-from worker.devstack import BUCKET, wait_until
+from worker import messages
+from worker.dev.stack import BUCKET, wait_until
 from worker.jobs import Job
-from worker.pipeline import SUBMIT_UNKNOWN_MESSAGE
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def test_worker_killed_while_its_submit_is_in_flight_fails_the_job_saying_so(dep
     deployment.restart_worker()
 
     job = deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS)
-    assert_failed_without_object(deployment, job, SUBMIT_UNKNOWN_MESSAGE)
+    assert_failed_without_object(deployment, job, messages.SUBMIT_UNKNOWN)
     time.sleep(2)  # a late redelivery or re-drive would show up here
     assert deployment.submits_for(video) == 1 and deployment.akool_jobs_for(video) == 1
 

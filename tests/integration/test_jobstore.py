@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from config.settings import load_settings
-from worker.devstack import RedisServer
-from worker.jobs import DUE_KEY, EXPIRY_KEY, JobStore, new_job_id
-from worker.pipeline import SUBMIT_UNKNOWN_MESSAGE
-from worker.sweeper import ARCHIVE, POLL, SUBMIT, at_risk, sweep
+from worker import keys, messages
+from worker.dev.stack import RedisServer
+from worker.jobs import JobStore, new_job_id
+from worker.names import Step
+from worker.settings import load_settings
+from worker.sweeper import at_risk, sweep
 
 pytestmark = pytest.mark.integration
 SETTINGS = load_settings({"STALL_SECONDS": "30"})
@@ -40,13 +41,13 @@ def new_job(store: JobStore, *, due: float) -> str:
 
 def test_a_new_job_is_due_and_a_final_one_is_not(store: JobStore, client: redis.Redis) -> None:
     job_id = new_job(store, due=123.0)
-    assert client.zscore(DUE_KEY, job_id) == 123.0
+    assert client.zscore(keys.DUE, job_id) == 123.0
 
     store.update(job_id, due=456.0, status="processing")
-    assert client.zscore(DUE_KEY, job_id) == 456.0
+    assert client.zscore(keys.DUE, job_id) == 456.0
 
     store.update(job_id, due=789.0, status="archived", archive_uri="s3://b/k")
-    assert client.zscore(DUE_KEY, job_id) is None
+    assert client.zscore(keys.DUE, job_id) is None
 
 
 def test_a_final_job_is_never_changed_by_a_late_task(store: JobStore) -> None:
@@ -68,8 +69,8 @@ def test_expiry_index_keeps_failed_jobs_whose_video_exists(
     store.fail(with_video, "S3 refused")
     store.fail(without_video, "status 4")
 
-    assert client.zscore(EXPIRY_KEY, with_video) == 1000.0
-    assert client.zscore(EXPIRY_KEY, without_video) is None
+    assert client.zscore(keys.EXPIRY, with_video) == 1000.0
+    assert client.zscore(keys.EXPIRY, without_video) is None
 
 
 def test_heartbeat_moves_the_due_time_but_never_revives_a_finished_job(
@@ -77,11 +78,11 @@ def test_heartbeat_moves_the_due_time_but_never_revives_a_finished_job(
 ) -> None:
     job_id = new_job(store, due=1.0)
     store.heartbeat(job_id, 50.0)
-    assert client.zscore(DUE_KEY, job_id) == 50.0
+    assert client.zscore(keys.DUE, job_id) == 50.0
 
     store.update(job_id, status="archived", archive_uri="s3://b/k")
     store.heartbeat(job_id, 99.0)
-    assert client.zscore(DUE_KEY, job_id) is None
+    assert client.zscore(keys.DUE, job_id) is None
 
 
 def test_only_one_poll_loop_owns_a_job(store: JobStore) -> None:
@@ -108,7 +109,9 @@ def test_sweep_redrives_each_stalled_job_from_the_step_it_reached(store: JobStor
 
     result = sweep(store, SETTINGS, lambda job_id, step: redriven.append((job_id, step)), now=now)
 
-    assert sorted(redriven) == sorted([(queued, SUBMIT), (polling, POLL), (archiving, ARCHIVE)])
+    assert sorted(redriven) == sorted(
+        [(queued, Step.SUBMIT), (polling, Step.POLL), (archiving, Step.ARCHIVE)]
+    )
     assert result.failed == []
     assert healthy not in {job_id for job_id, _ in redriven}
 
@@ -123,7 +126,7 @@ def test_sweep_fails_a_job_whose_submit_may_have_reached_akool(store: JobStore) 
 
     assert result.failed == [job_id] and redriven == []
     job = store.get(job_id)
-    assert job.status == "failed" and job.error == SUBMIT_UNKNOWN_MESSAGE
+    assert job.status == "failed" and job.error == messages.SUBMIT_UNKNOWN
 
 
 def test_a_redriven_job_is_not_redriven_again_until_its_backoff_passes(store: JobStore) -> None:

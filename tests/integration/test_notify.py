@@ -15,8 +15,8 @@ import pytest
 
 from tests.integration.conftest import AUDIO_URL, Deployment, video_url
 from tests.postsink import PostSink, post_sink
-from worker.devstack import wait_until
-from worker.notify import NOTIFIED_PREFIX
+from worker import keys
+from worker.dev.stack import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def test_retry_polls_a_job_that_failed_while_akool_worked_on_it_and_never_submit
     wait_until(lambda: deployment.store.get(job_id).akool_id is not None, 30, "submitted")
     deployment.store.fail(job_id, "stopped by a test, as an outage would")
     # As if that failure had been announced: the retried job's ending must be announced anew.
-    deployment.redis.set(NOTIFIED_PREFIX + job_id, "1")
+    deployment.redis.set(keys.NOTIFIED_PREFIX + job_id, "1")
 
     assert python(deployment, RETRY, job_id) == "poll"
     job = deployment.wait(job_id)

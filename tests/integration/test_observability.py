@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import Deployment, video_url
-from worker.devstack import free_port, wait_until
+from worker.dev.stack import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import AUDIO_URL, Deployment, video_url
-from worker.devstack import BUCKET
+from worker.dev.stack import BUCKET
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,12 @@ import pytest
 import requests
 
 from tests.integration.conftest import Deployment, _deploy, procfile_worker_env, video_url
-from worker.demo import procfile_argv
-from worker.devstack import SIM_API_KEY, Process, Stack, free_port, wait_until
-from worker.simulator import Simulator, SimulatorConfig
-from worker.webhook import AKOOL_INDEX_PREFIX, CALLBACK_PATH, HEALTH_PATH, signed_callback
+from worker import keys
+from worker.dev.demo import procfile_argv
+from worker.dev.simulator import Simulator, SimulatorConfig
+from worker.dev.stack import SIM_API_KEY, Process, Stack, free_port, wait_until
+from worker.web import CALLBACK_PATH, HEALTH_PATH
+from worker.webhook_crypto import signed_callback
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +57,7 @@ class Hooked:
 
         def indexed() -> bool:
             akool_id = self.deployment.store.get(job_id).akool_id
-            return bool(akool_id and redis.get(AKOOL_INDEX_PREFIX + akool_id))
+            return bool(akool_id and redis.get(keys.AKOOL_INDEX_PREFIX + akool_id))
 
         wait_until(indexed, 30, f"job {job_id} submitted")
         return job_id, self.deployment.store.get(job_id).akool_id or ""

@@ -8,7 +8,6 @@ from typing import Any, cast
 
 import pytest
 
-from config.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
 from worker.akool import AkoolClient, AkoolStatus
 from worker.archive import Archiver, ArchiveResult
 from worker.errors import (
@@ -24,19 +23,18 @@ from worker.errors import (
     PollTimeout,
     TransientError,
 )
-from worker.jobs import (
-    ARCHIVED,
-    ARCHIVING,
-    FAILED,
-    FINAL_STATUSES,
-    PROCESSING,
-    QUEUED,
-    SUBMITTED,
-    Job,
-    JobStore,
-    new_job_id,
+from worker.jobs import FINAL_STATUSES, Job, JobStore, new_job_id
+from worker.pipeline import (
+    LONGEST_POLL_COUNTDOWN_SECONDS,
+    archive_step,
+    next_poll_delay,
+    poll_settings,
+    poll_step,
+    submit_step,
+    webhook_for,
 )
-from worker.pipeline import archive_step, next_poll_delay, poll_step, submit_step
+from worker.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
+from worker.status import JobStatus
 
 NOW = 1_700_000_000.0
 TIMEOUT = 3600.0
@@ -44,6 +42,7 @@ SETTINGS = Settings(poll_initial_seconds=5.0, poll_max_seconds=60.0, poll_timeou
 VIDEO = "https://example.invalid/v.mp4"
 AUDIO = "https://example.invalid/a.wav"
 RESULT = "https://d1.cloudfront.net/out.mp4"
+RECEIVER = "https://hooks.example.com/webhooks/akool"
 
 
 class FakeStore:
@@ -56,7 +55,7 @@ class FakeStore:
 
     def add(self, **values: Any) -> Job:
         values.setdefault("id", new_job_id())
-        values.setdefault("status", QUEUED)
+        values.setdefault("status", JobStatus.QUEUED)
         values.setdefault("video_url", VIDEO)
         values.setdefault("audio_url", AUDIO)
         values.setdefault("created_ts", NOW - 10)
@@ -78,7 +77,7 @@ class FakeStore:
         return True
 
     def fail(self, job_id: str, error: str) -> bool:
-        return self.update(job_id, status=FAILED, error=error)
+        return self.update(job_id, status=JobStatus.FAILED, error=error)
 
     def claim_submit(self, job_id: str) -> bool:
         if self.jobs[job_id].submit_claimed_ts is not None:
@@ -199,7 +198,7 @@ def store() -> FakeStore:
 
 
 def submitted(store: FakeStore, **values: Any) -> Job:
-    values.setdefault("status", SUBMITTED)
+    values.setdefault("status", JobStatus.SUBMITTED)
     values.setdefault("akool_id", "akool-1")
     values.setdefault("submitted_ts", NOW - 60)
     values.setdefault("poll_deadline_ts", NOW - 60 + TIMEOUT)
@@ -216,7 +215,7 @@ def test_submit_sends_once_and_records_the_akool_id_and_deadlines(store: FakeSto
     assert submit(store, client, job.id, now=NOW) == "akool-42"
     assert client.submits == [(VIDEO, AUDIO, "https://hooks.example/cb")]
     record = store.get(job.id)
-    assert record.status == SUBMITTED
+    assert record.status == JobStatus.SUBMITTED
     assert record.akool_id == "akool-42"
     assert record.submitted_ts == NOW
     assert record.expires_ts == NOW + 7 * 24 * 3600 == NOW + AKOOL_FILE_LIFETIME_SECONDS
@@ -235,7 +234,7 @@ def test_a_repeated_submit_task_does_nothing_and_stops_its_chain(store: FakeStor
     assert store.get(job.id).submitted_ts == NOW
 
 
-@pytest.mark.parametrize("status", [ARCHIVED, FAILED])
+@pytest.mark.parametrize("status", [JobStatus.ARCHIVED, JobStatus.FAILED])
 def test_a_final_job_is_not_submitted(store: FakeStore, status: str) -> None:
     job = store.add(status=status)
     client = FakeClient()
@@ -338,12 +337,12 @@ def test_a_poll_answered_status_4_fails_the_job(store: FakeStore) -> None:
 def test_a_poll_answered_status_3_moves_the_job_to_archiving_with_its_result(
     store: FakeStore,
 ) -> None:
-    job = submitted(store, status=PROCESSING)
+    job = submitted(store, status=JobStatus.PROCESSING)
     client = FakeClient(statuses=[AkoolStatus("akool-1", 3, RESULT)])
     status = poll(store, client, job.id, now=NOW)
     assert status == AkoolStatus("akool-1", 3, RESULT)
     record = store.get(job.id)
-    assert record.status == ARCHIVING
+    assert record.status == JobStatus.ARCHIVING
     assert record.result_url == RESULT
     assert record.completed_ts == NOW
     assert record.polls == 1
@@ -355,14 +354,14 @@ def test_a_poll_before_the_deadline_marks_the_job_processing(store: FakeStore, a
     client = FakeClient(statuses=[AkoolStatus("akool-1", answer)])
     status = poll(store, client, job.id, now=NOW)
     assert status is not None and status.status == answer
-    assert store.get(job.id).status == PROCESSING
+    assert store.get(job.id).status == JobStatus.PROCESSING
     assert store.get(job.id).polls == 1
 
 
 def test_a_job_still_processing_past_the_deadline_times_out_after_one_last_poll(
     store: FakeStore,
 ) -> None:
-    job = submitted(store, status=PROCESSING, poll_deadline_ts=NOW - 1)
+    job = submitted(store, status=JobStatus.PROCESSING, poll_deadline_ts=NOW - 1)
     client = FakeClient(statuses=[AkoolStatus("akool-1", 2)])
     with pytest.raises(PollTimeout) as info:
         poll(store, client, job.id, now=NOW)
@@ -378,7 +377,7 @@ def test_a_job_finished_on_the_last_poll_past_the_deadline_is_not_timed_out(
     client = FakeClient(statuses=[AkoolStatus("akool-1", 3, RESULT)])
     status = poll(store, client, job.id, now=NOW)
     assert status is not None and status.done
-    assert store.get(job.id).status == ARCHIVING
+    assert store.get(job.id).status == JobStatus.ARCHIVING
 
 
 def test_a_transient_poll_error_past_the_deadline_times_out(store: FakeStore) -> None:
@@ -399,7 +398,7 @@ def test_a_transient_poll_error_before_the_deadline_is_retried(store: FakeStore)
     assert store.get(job.id).polls == 1
 
 
-@pytest.mark.parametrize("status", [ARCHIVED, FAILED])
+@pytest.mark.parametrize("status", [JobStatus.ARCHIVED, JobStatus.FAILED])
 def test_a_final_job_is_not_polled(store: FakeStore, status: str) -> None:
     job = submitted(store, status=status)
     client = FakeClient()
@@ -408,7 +407,7 @@ def test_a_final_job_is_not_polled(store: FakeStore, status: str) -> None:
 
 
 def test_a_job_with_a_result_is_not_polled_again(store: FakeStore) -> None:
-    job = submitted(store, status=ARCHIVING, result_url=RESULT)
+    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT)
     client = FakeClient()
     assert poll(store, client, job.id, now=NOW) == AkoolStatus("akool-1", 3, RESULT)
     assert client.polls == []
@@ -430,7 +429,7 @@ def test_a_job_without_an_akool_id_cannot_be_polled(store: FakeStore) -> None:
 def test_the_next_poll_is_never_planned_past_the_deadline(polls: int, left: float) -> None:
     job = Job(
         id=new_job_id(),
-        status=PROCESSING,
+        status=JobStatus.PROCESSING,
         video_url=VIDEO,
         audio_url=AUDIO,
         polls=polls,
@@ -443,7 +442,9 @@ def test_the_next_poll_is_never_planned_past_the_deadline(polls: int, left: floa
 
 
 def test_the_first_poll_waits_about_the_initial_interval() -> None:
-    job = Job(id=new_job_id(), status=SUBMITTED, video_url=VIDEO, audio_url=AUDIO, polls=1)
+    job = Job(
+        id=new_job_id(), status=JobStatus.SUBMITTED, video_url=VIDEO, audio_url=AUDIO, polls=1
+    )
     for _ in range(20):
         delay = next_poll_delay(job, SETTINGS, now=NOW)
         assert SETTINGS.poll_initial_seconds / 2 <= delay <= SETTINGS.poll_initial_seconds
@@ -452,7 +453,7 @@ def test_the_first_poll_waits_about_the_initial_interval() -> None:
 def test_a_poll_past_the_deadline_is_planned_almost_at_once() -> None:
     job = Job(
         id=new_job_id(),
-        status=PROCESSING,
+        status=JobStatus.PROCESSING,
         video_url=VIDEO,
         audio_url=AUDIO,
         polls=3,
@@ -466,27 +467,27 @@ def test_a_poll_past_the_deadline_is_planned_almost_at_once() -> None:
 
 def test_an_archived_job_is_not_copied_again(store: FakeStore) -> None:
     uri = "s3://videos/lipsync/x.mp4"
-    job = submitted(store, status=ARCHIVED, result_url=RESULT, archive_uri=uri)
+    job = submitted(store, status=JobStatus.ARCHIVED, result_url=RESULT, archive_uri=uri)
     archiver = FakeArchiver()
     assert archive(store, archiver, job.id, now=NOW) == uri
     assert archiver.calls == []
 
 
 def test_a_failed_job_is_not_archived(store: FakeStore) -> None:
-    job = submitted(store, status=FAILED, result_url=RESULT)
+    job = submitted(store, status=JobStatus.FAILED, result_url=RESULT)
     archiver = FakeArchiver()
     assert archive(store, archiver, job.id, now=NOW) is None
     assert archiver.calls == []
 
 
 def test_a_finished_job_is_copied_once_and_marked_archived(store: FakeStore) -> None:
-    job = submitted(store, status=ARCHIVING, result_url=RESULT)
+    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT)
     archiver = FakeArchiver()
     uri = archive(store, archiver, job.id, now=NOW)
     assert uri == f"s3://videos/lipsync/{job.id}.mp4"
     assert archiver.calls == [(job.id, "akool-1", RESULT)]
     record = store.get(job.id)
-    assert record.status == ARCHIVED
+    assert record.status == JobStatus.ARCHIVED
     assert record.archive_uri == uri
     assert record.archived_ts == NOW
     assert record.archive_bytes == 1234
@@ -495,7 +496,7 @@ def test_a_finished_job_is_copied_once_and_marked_archived(store: FakeStore) -> 
 
 
 def test_a_job_without_a_result_url_cannot_be_archived(store: FakeStore) -> None:
-    job = submitted(store, status=PROCESSING)
+    job = submitted(store, status=JobStatus.PROCESSING)
     archiver = FakeArchiver()
     with pytest.raises(JobStateError):
         archive(store, archiver, job.id, now=NOW)
@@ -522,3 +523,38 @@ def test_an_archive_already_stored_is_adopted_without_downloading(store: FakeSto
 
     assert uri == f"s3://videos/{key}" and archiver.calls == []
     assert store.get(job.id).status == "archived"
+
+
+# --- webhooks on: what is sent to Akool and how often we poll ------------------------------------
+
+
+def a_job(**values: Any) -> Job:
+    """A job record not held by any store (for the pure decisions)."""
+    values.setdefault("id", new_job_id())
+    values.setdefault("status", JobStatus.PROCESSING)
+    return Job(video_url=VIDEO, audio_url=AUDIO, **values)
+
+
+def test_submit_names_our_receiver_unless_the_caller_gave_a_webhook_url() -> None:
+    hooked = Settings(akool_webhook_url=RECEIVER)
+    assert webhook_for(a_job(), hooked) == RECEIVER
+    caller = "https://caller.example.com/cb"
+    assert webhook_for(a_job(webhook_url=caller), hooked) == caller
+    assert webhook_for(a_job(), Settings()) is None
+
+
+def test_with_webhooks_on_polls_wait_up_to_the_webhook_poll_max() -> None:
+    settings = Settings(akool_webhook_url=RECEIVER, webhook_poll_max_seconds=600.0)
+    assert poll_settings(settings, a_job()).poll_max_seconds == 600.0
+
+
+def test_the_webhook_poll_max_is_capped_below_the_visibility_timeout() -> None:
+    settings = Settings(akool_webhook_url=RECEIVER, webhook_poll_max_seconds=5000.0)
+    assert poll_settings(settings, a_job()).poll_max_seconds == LONGEST_POLL_COUNTDOWN_SECONDS
+
+
+def test_polls_keep_their_schedule_without_webhooks_or_with_the_callers_own() -> None:
+    plain = Settings(webhook_poll_max_seconds=600.0)
+    assert poll_settings(plain, a_job()) is plain
+    hooked = Settings(akool_webhook_url=RECEIVER, webhook_poll_max_seconds=600.0)
+    assert poll_settings(hooked, a_job(webhook_url="https://caller.example.com/cb")) is hooked

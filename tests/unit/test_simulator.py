@@ -1,15 +1,13 @@
-"""Tests of the Akool lip-sync API simulator."""
+"""Tests of the Akool lip-sync API simulator over HTTP: its endpoints, downloads, controls,
+rate limit and webhook callbacks. The scenario parsing, the generated content, the shared
+state, the command line and the HTTP plumbing have their own test_simulator_*.py files."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +15,9 @@ import requests
 import urllib3
 
 from tests.postsink import PostSink, post_sink
-from worker.devstack import wait_until
-from worker.simulator import (
-    WEBHOOK_ATTEMPTS,
-    Simulator,
-    SimulatorConfig,
-    generate_content,
-    parse_scenario,
-)
-from worker.webhook import decrypt_payload, sign
+from worker.dev.simulator import WEBHOOK_ATTEMPTS, Simulator, SimulatorConfig
+from worker.dev.stack import wait_until
+from worker.webhook_crypto import decrypt_payload, sign
 
 TIMEOUT = 10
 API_KEY = "test-key"
@@ -35,7 +27,6 @@ SMALL = 200_000
 SUBMIT = "/api/open/v3/content/video/lipsync"
 POLL = "/api/open/v3/content/video/infobymodelid"
 TOKEN = "/api/open/v3/getToken"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -98,20 +89,6 @@ def download(url: str) -> bytes:
     with requests.get(url, stream=True, timeout=TIMEOUT) as response:
         response.raise_for_status()
         return b"".join(response.iter_content(64 * 1024))
-
-
-def test_generated_content_is_deterministic_and_exactly_sized() -> None:
-    first = b"".join(generate_content("abc", 100_001, chunk_size=4096))
-    second = b"".join(generate_content("abc", 100_001))
-    assert first == second
-    assert len(first) == 100_001
-    assert first != b"".join(generate_content("abd", 100_001))
-
-
-def test_scenario_is_read_from_sim_query_params_only() -> None:
-    scenario = parse_scenario("https://x.invalid/v.mp4?a=1&sim_polls=0&sim_final=4&sim_seconds=1.5")
-    assert (scenario.polls, scenario.final, scenario.seconds) == (0, 4, 1.5)
-    assert parse_scenario("https://x.invalid/v.mp4").polls == 2
 
 
 def test_get_token_with_matching_credentials_answers_token_at_top_level(sim: Simulator) -> None:
@@ -336,27 +313,6 @@ def test_concurrent_submits_are_all_counted(sim: Simulator) -> None:
     assert len(sim.state.jobs) == 40
 
 
-def test_main_prints_ready_line_and_serves_until_terminated() -> None:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    cmd = [sys.executable, "-m", "worker.simulator", "--host", "127.0.0.1", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT)
-    try:
-        assert proc.stdout is not None
-        timer = threading.Timer(15, proc.kill)
-        timer.start()
-        line = proc.stdout.readline()
-        timer.cancel()
-        assert line.startswith("SIMULATOR READY http://127.0.0.1:"), line
-        base_url = line.split()[-1]
-        assert requests.get(base_url + "/_sim/stats", timeout=TIMEOUT).json()["submits"] == 0
-        proc.terminate()
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
 # --- slow submits, Retry-After and the rate limit ---------------------------------------------
 
 
@@ -372,12 +328,6 @@ def wait_for_jobs(sim: Simulator, count: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"the simulator never had {count} job(s)")
-
-
-def test_delay_and_retry_after_params_are_read_from_the_video_url() -> None:
-    scenario = parse_scenario("https://x.invalid/v.mp4?sim_submit_delay=1.5&sim_retry_after=7")
-    assert (scenario.submit_delay, scenario.retry_after) == (1.5, "7")
-    assert parse_scenario("https://x.invalid/v.mp4?sim_retry_after=a%0D%0Ab").retry_after is None
 
 
 def test_sim_submit_delay_creates_the_job_before_holding_back_the_answer(
@@ -532,18 +482,6 @@ def callbacks_of(handler: type[PostSink], count: int) -> list[dict[str, Any]]:
         assert body["signature"] == expected
         payloads.append(decrypt_payload(body["dataEncrypt"], HOOK_CLIENT_ID, HOOK_SECRET))
     return payloads
-
-
-def test_webhook_scenario_is_read_from_sim_query_params() -> None:
-    scenario = parse_scenario(
-        "https://x.invalid/v.mp4?sim_webhook_delay=2.5&sim_webhook=0&sim_webhook_progress=1"
-    )
-    assert (scenario.webhook_delay, scenario.webhook, scenario.webhook_progress) == (
-        2.5,
-        False,
-        True,
-    )
-    assert parse_scenario("https://x.invalid/v.mp4").webhook is True
 
 
 def test_a_job_with_webhook_url_gets_an_encrypted_signed_completion_callback(

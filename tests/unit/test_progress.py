@@ -1,11 +1,10 @@
-"""How the CLI shows a job: status lines, the archive's progress bar, the jobs table."""
+"""How the CLI shows a job: status lines and the archive's progress bar (worker.progress)."""
 
 from __future__ import annotations
 
-from worker.cli import describe, format_table, progress_bar
 from worker.jobs import Job
-
-MiB = 1024 * 1024
+from worker.names import MiB
+from worker.progress import describe, progress_bar
 
 
 def job(**values: object) -> Job:
@@ -46,9 +45,3 @@ def test_final_jobs_are_described_by_their_uri_or_their_error() -> None:
         "archived to s3://b/k.mp4"
     )
     assert describe(job(status="failed", error="Akool said no")).endswith("failed: Akool said no")
-
-
-def test_jobs_table_has_a_header_and_one_row_per_job() -> None:
-    table = format_table([job(), job(id="b" * 32, status="failed", error="gone")]).splitlines()
-    assert table[0].split()[:2] == ["JOB", "STATUS"]
-    assert len(table) == 3 and "gone" in table[2]

@@ -1,20 +1,18 @@
-"""Tests of AkoolClient against the in-process Akool simulator (real HTTP on 127.0.0.1)."""
+"""Tests of AkoolClient against the in-process Akool simulator (real HTTP on 127.0.0.1); with
+the request budget in Redis they are in tests/integration/test_akool_budget.py."""
 
 from __future__ import annotations
 
 import json
 import socket
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.settings import Secret
 from worker.akool import (
     AkoolClient,
     AkoolStatus,
@@ -22,17 +20,15 @@ from worker.akool import (
     parse_retry_after,
     parse_status,
 )
-from worker.devstack import RedisServer
+from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.errors import (
     AkoolAuthError,
     AkoolError,
     AkoolPermanentError,
-    AkoolRateLimited,
     AkoolRequestNotSent,
     AkoolTransientError,
 )
-from worker.ratelimit import RequestBudget
-from worker.simulator import Simulator, SimulatorConfig
+from worker.settings import Secret
 
 API_KEY = "sim-key-Q7distinctApiKey"
 CLIENT_ID = "sim-client-id"
@@ -271,58 +267,7 @@ def test_the_client_repr_shows_no_secret_or_token(
     assert sim.base_url in repr(keyed)
 
 
-# --- the shared request budget and Retry-After -------------------------------------------------
-
-
-@pytest.fixture
-def budget(redis_server: RedisServer) -> Iterator[RequestBudget]:
-    connection = redis.Redis.from_url(redis_server.url, socket_timeout=5)
-    # One request a second leaves a whole second for the test to find the budget spent.
-    yield RequestBudget(connection, 1.0, key=f"test:akool:{uuid.uuid4().hex}")
-    connection.close()
-
-
-def test_a_spent_budget_refuses_the_second_call_without_sending_it(
-    sim: Simulator, session: requests.Session, budget: RequestBudget
-) -> None:
-    client = AkoolClient(
-        sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=0
-    )
-    client.submit("https://example.invalid/v.mp4", AUDIO)
-    with pytest.raises(AkoolRateLimited) as info:
-        client.submit("https://example.invalid/v.mp4", AUDIO)
-    assert info.value.retry_after is not None and info.value.retry_after > 0
-    stats = sim_stats(sim)
-    assert stats["submits"] == 1
-    assert stats["max_requests_per_second"] == 1
-
-
-def test_the_token_request_draws_from_the_budget_too(
-    sim: Simulator, session: requests.Session, budget: RequestBudget
-) -> None:
-    client = AkoolClient(
-        sim.base_url,
-        client_id=CLIENT_ID,
-        client_secret=Secret(CLIENT_SECRET),
-        session=session,
-        budget=budget,
-        budget_wait=0,
-    )
-    with pytest.raises(AkoolRateLimited):
-        client.submit("https://example.invalid/v.mp4", AUDIO)
-    stats = sim_stats(sim)
-    assert (stats["token_requests"], stats["submits"]) == (1, 0)
-
-
-def test_a_call_waits_for_the_budget_when_budget_wait_allows(
-    sim: Simulator, session: requests.Session, budget: RequestBudget
-) -> None:
-    client = AkoolClient(
-        sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=5
-    )
-    akool_id = client.submit("https://example.invalid/v.mp4", AUDIO)
-    assert client.status(akool_id).status == 1
-    assert sim_stats(sim)["polls"] == 1
+# --- Retry-After -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("http_status", "header"), [(429, "7"), (503, "2.5")])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from worker.archive import archive_key, check_source, host_allowed
+from worker.archive import archive_key, check_source
 from worker.errors import PermanentError, SourceRefusedError, TransientError
 from worker.jobs import new_job_id
+from worker.netguard import host_allowed
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 CDN = ("*.cloudfront.net",)

@@ -1,0 +1,99 @@
+"""What each process says when it cannot run: one line naming what to fix, at start.
+
+Real processes (the Procfile's commands and the `lipsync` console script); nothing listens
+on the Redis port they are given, so none of them can reach a server by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import procfile_worker_env
+from worker.dev.demo import procfile_argv
+from worker.dev.stack import free_port
+
+pytestmark = pytest.mark.integration
+START_TIMEOUT_SECONDS = 60
+
+
+def _env(**values: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AKOOL_", "ARCHIVE_"))}
+    keep["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    keep.update(values)
+    return procfile_worker_env(keep)
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS
+    )
+
+
+def _lines(output: str) -> list[str]:
+    """Output lines, without the warnings Celery prints for running as root."""
+    return [
+        line
+        for line in output.splitlines()
+        if line.strip() and "ROOT_DISCOURAGED" not in line and not _root_warning(line)
+    ]
+
+
+def _root_warning(line: str) -> bool:
+    return any(
+        marker in line
+        for marker in (
+            "SecurityWarning",
+            "superuser privileges",
+            "absolutely not recommended",
+            "User information",
+            "Please specify a different user",
+        )
+    )
+
+
+def test_a_worker_without_archive_bucket_exits_at_start_naming_it(tmp_path: Path) -> None:
+    argv = procfile_argv("worker")
+    assert argv is not None
+    done = _run(argv, _env(AKOOL_API_KEY="key"), tmp_path)
+    assert done.returncode != 0
+    assert "ARCHIVE_BUCKET is not set" in done.stderr
+    assert "ready" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_worker_with_a_malformed_redis_url_says_so_in_one_line(tmp_path: Path) -> None:
+    argv = procfile_argv("worker")
+    assert argv is not None
+    done = _run(
+        argv, _env(REDIS_URL="bogus://cache", AKOOL_API_KEY="k", ARCHIVE_BUCKET="b"), tmp_path
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert [line for line in _lines(done.stderr) if "REDIS_URL" in line] == [
+        "lipsync: REDIS_URL must be a redis/rediss/unix URL with a host"
+        " (got scheme 'bogus', host 'cache')"
+    ]
+
+
+@pytest.mark.parametrize("command", [["jobs"], ["status", "0" * 32]])
+def test_the_cli_says_in_one_line_that_redis_cannot_be_reached(
+    command: list[str], tmp_path: Path
+) -> None:
+    lipsync = str(Path(sys.executable).parent / "lipsync")
+    done = _run([lipsync, *command], _env(), tmp_path)
+    assert done.returncode != 0
+    assert _lines(done.stderr) == [
+        "lipsync: the job store could not be reached: is Redis running at REDIS_URL?"
+    ]
+
+
+def test_a_misspelled_setting_is_named_with_the_one_it_probably_meant(tmp_path: Path) -> None:
+    lipsync = str(Path(sys.executable).parent / "lipsync")
+    done = _run([lipsync, "jobs"], _env(POLL_INTIAL_SECONDS="3"), tmp_path)
+    assert "POLL_INTIAL_SECONDS is set but is not a lipsync-worker setting" in done.stderr
+    assert "did you mean POLL_INITIAL_SECONDS?" in done.stderr
