@@ -85,11 +85,8 @@ def _job_rows(args: argparse.Namespace) -> list[Job]:
         return at_risk(store)[: args.limit]
     jobs = []
     for job_id in store.recent_ids(limit=args.limit if not args.status else 10 * args.limit):
-        try:
-            job = store.get(job_id)
-        except KeyError:
-            continue
-        if args.status is None or job.status == args.status:
+        job = store.read(job_id)  # None: expired, or unreadable (logged once)
+        if job is not None and (args.status is None or job.status == args.status):
             jobs.append(job)
     return jobs[: args.limit]
 

@@ -140,6 +140,19 @@ class JobStateError(PermanentError):
     """The job record is missing or not in a state this step can act on."""
 
 
+class CorruptRecord(LipsyncError, KeyError):
+    """A job record that is not whole (fields missing or unparsable, or a key of another
+    type). A KeyError, like a missing record: callers that skip unknown jobs skip it too."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(key, why)
+        self.key = key
+        self.why = why
+
+    def __str__(self) -> str:
+        return f"the job record {self.key} cannot be read: {self.why}"
+
+
 class StoreUnavailable(TransientError):
     """Redis, which holds the job records, could not be reached."""
 

@@ -89,6 +89,7 @@ class FleetCollector:
         yield from self._archive()
         yield self._lag()
         yield from self._risk(store)
+        yield self._corrupt()
 
     def _jobs_by_status(self) -> Metric:
         family = GaugeMetricFamily(
@@ -99,9 +100,11 @@ class FleetCollector:
         for job_id in ids:
             pipe.hget(keys.job(job_id), "status")
         counts = dict.fromkeys((s.value for s in JobStatus), 0)
-        for status in pipe.execute() if ids else []:
-            if status is not None and status.decode() in counts:
-                counts[status.decode()] += 1
+        # A record of another type answers an error in its place; it is simply not counted.
+        for status in pipe.execute(raise_on_error=False) if ids else []:
+            text = status.decode(errors="replace") if isinstance(status, bytes) else None
+            if text in counts:
+                counts[text] += 1
         for status, count in counts.items():
             family.add_metric([status], count)
         return family
@@ -159,10 +162,33 @@ class FleetCollector:
     def _oldest_unarchived_age(self, now: float) -> float:
         """Scan the expiry index (oldest first, bounded) for a finished, unarchived video."""
         for raw_id in self._redis.zrange(keys.EXPIRY, 0, 999):
-            completed = self._redis.hget(keys.job(raw_id.decode()), "completed_ts")
-            if completed:
-                return max(0.0, now - float(completed))
+            completed = _number(self._hget(keys.job(raw_id.decode()), "completed_ts"))
+            if completed is not None:
+                return max(0.0, now - completed)
         return 0.0
+
+    def _hget(self, key: str, field: str) -> bytes | None:
+        """One field, or None when the key is missing or holds another type."""
+        try:
+            value = self._redis.hget(key, field)
+        except redis.ResponseError:
+            return None
+        return value if isinstance(value, bytes) else None
+
+    def _corrupt(self) -> Metric:
+        return CounterMetricFamily(
+            "lipsync_corrupt_records",
+            "Job records found unreadable (partial, garbage or another type) and skipped",
+            value=_number(self._redis.get(keys.METRICS_CORRUPT)) or 0.0,
+        )
+
+
+def _number(raw: bytes | None) -> float | None:
+    """A stored number, or None when absent or not a number."""
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def render(client: redis.Redis) -> bytes:

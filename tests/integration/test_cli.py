@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.bad_records import plant_bad_records
 from tests.integration.conftest import AUDIO_URL, Deployment, video_url
 from worker.celery_app import create_app
 from worker.dev.stack import wait_until
@@ -138,3 +139,17 @@ def test_submit_wait_prints_each_status_change_until_archived(deployment: Deploy
     lines = done.stdout.splitlines()
     assert any(": processing" in line for line in lines)
     assert ": archived to s3://" in lines[-1]
+
+
+def test_jobs_and_jobs_at_risk_skip_records_that_cannot_be_read(deploy) -> None:
+    deployment: Deployment = deploy()
+    plant_bad_records(deployment.redis)
+    job = deployment.run(video_url())
+
+    listed = lipsync(deployment, "jobs")
+    at_risk = lipsync(deployment, "jobs", "--at-risk")
+
+    assert listed.returncode == 0, listed.stderr
+    assert job.id in listed.stdout
+    assert at_risk.returncode == 0, at_risk.stderr
+    assert "Traceback" not in listed.stderr + at_risk.stderr

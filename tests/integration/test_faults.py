@@ -13,8 +13,9 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from tests.integration.bad_records import plant_bad_records
 from tests.integration.conftest import Deployment, video_url
-from worker import messages
+from worker import keys, messages
 from worker.dev.stack import BUCKET, wait_until
 from worker.jobs import Job
 
@@ -226,3 +227,25 @@ def test_truncated_file_is_retried_and_never_stored_partially(deploy) -> None:
 
     assert_archived_once(deployment, job, video)
     assert deployment.stack.simulator.job(job.akool_id or "")["downloads"] == 3
+
+
+def test_bad_records_among_real_jobs_stop_no_sweep_and_a_killed_poll_still_completes(
+    deploy,
+) -> None:
+    deployment: Deployment = deploy(beat=True, **FAST)
+    bad = plant_bad_records(deployment.redis)
+    video = video_url(seconds=6, polls=1)
+    job_id = deployment.submit(video)
+    wait_for(lambda: deployment.store.get(job_id).polls >= 2, "a few polls")
+
+    deployment.kill_worker()
+    deployment.restart_worker()
+
+    job = deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS)
+    assert_archived_once(deployment, job, video)
+    log = deployment.worker.log_text()
+    assert "lipsync.sweep" in log and "succeeded" in log
+    assert "raised unexpected" not in log
+    skipped = [line for line in log.splitlines() if "Skipping lipsync:job:" in line]
+    assert len(skipped) == len(bad)
+    assert int(deployment.redis.get(keys.METRICS_CORRUPT) or 0) == len(bad)

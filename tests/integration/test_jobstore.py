@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from worker import keys, messages
+from tests.integration.bad_records import plant_bad_records
+from worker import keys, messages, metrics
 from worker.dev.stack import RedisServer
 from worker.jobs import JobStore, new_job_id
 from worker.names import Step
@@ -154,3 +155,77 @@ def test_at_risk_lists_unarchived_jobs_whose_video_is_deleted_within_a_day(
     store.update(archived, status="archived", archive_uri="s3://b/k")
 
     assert [job.id for job in at_risk(store, now=now)] == [soon]
+
+
+# --- records are whole or absent ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda s, j: s.heartbeat(j, time.time() + 30),
+        lambda s, j: s.count_poll(j),
+        lambda s, j: s.own_poll(j, "task-1"),
+        lambda s, j: s.claim_submit(j),
+        lambda s, j: s.update(j, status="processing"),
+    ],
+    ids=["heartbeat", "count_poll", "own_poll", "claim_submit", "update"],
+)
+def test_a_write_to_a_vanished_record_recreates_nothing_and_says_key_error(
+    store: JobStore, client: redis.Redis, write
+) -> None:
+    job_id = new_job(store, due=time.time() + 60)
+    client.delete(keys.job(job_id))
+
+    with pytest.raises(KeyError):
+        write(store, job_id)
+
+    assert not client.exists(keys.job(job_id))
+
+
+def test_a_heartbeat_refreshes_nothing_but_the_due_time(
+    store: JobStore, client: redis.Redis
+) -> None:
+    job_id = new_job(store, due=time.time() + 60)
+    client.expire(keys.job(job_id), 100)
+    store.heartbeat(job_id, 12345.0)
+    assert 0 < client.ttl(keys.job(job_id)) <= 100
+    assert client.zscore(keys.DUE, job_id) == 12345.0
+
+
+@pytest.mark.parametrize("kind", ["partial", "garbage", "wrong-type"])
+def test_a_record_that_is_not_whole_reads_as_a_key_error(
+    store: JobStore, client: redis.Redis, kind: str
+) -> None:
+    ids = plant_bad_records(client)
+    with pytest.raises(KeyError):
+        store.get(ids[kind])
+    assert store.read(ids[kind]) is None
+
+
+def test_an_unreadable_record_is_logged_once_and_counted(
+    store: JobStore, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = plant_bad_records(client)
+    for _ in range(3):
+        for job_id in ids.values():
+            store.read(job_id)
+    logged = [r for r in caplog.records if "Skipping lipsync:job:" in r.getMessage()]
+    assert len(logged) == 3
+    assert int(client.get(keys.METRICS_CORRUPT) or 0) == 3
+
+
+def test_sweep_guard_and_metrics_skip_bad_records_and_handle_the_good_ones(
+    store: JobStore, client: redis.Redis
+) -> None:
+    plant_bad_records(client)
+    good = new_job(store, due=1.0)
+    redriven: list[tuple[str, Step]] = []
+
+    sweep(store, SETTINGS, lambda j, s: redriven.append((j, s)), now=time.time())
+    at_risk(store)
+    scrape = metrics.render(client).decode()
+
+    assert redriven == [(good, Step.SUBMIT)]
+    assert client.zrange(keys.DUE, 0, -1) == [good.encode()]
+    assert "lipsync_corrupt_records_total 3.0" in scrape

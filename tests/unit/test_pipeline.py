@@ -23,7 +23,7 @@ from worker.errors import (
     PollTimeout,
     TransientError,
 )
-from worker.jobs import FINAL_STATUSES, Job, JobStore, new_job_id
+from worker.jobs import Job, JobStore, new_job_id
 from worker.pipeline import (
     LONGEST_POLL_COUNTDOWN_SECONDS,
     archive_step,
@@ -34,7 +34,7 @@ from worker.pipeline import (
     webhook_for,
 )
 from worker.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
-from worker.status import JobStatus
+from worker.status import FINAL_STATUSES, JobStatus
 
 NOW = 1_700_000_000.0
 TIMEOUT = 3600.0

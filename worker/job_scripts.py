@@ -1,0 +1,152 @@
+"""The Lua scripts behind every write to a job record.
+
+Each runs atomically in Redis, so a check and the write it guards cannot be split by another
+worker. Every write is conditional on the record being whole (it has its `status`): a step
+still running when its record expired or was deleted must not recreate a hash of one or two
+fields without a TTL, which would read as nothing and never expire. Scripts return -1 for
+such a record; the store turns that into a KeyError. Only `UPDATE_UNLESS_FINAL` and
+`REOPEN_FAILED` refresh the record's TTL: a heartbeat or a poll count keeps what it has.
+"""
+
+from __future__ import annotations
+
+import string
+
+from worker.status import JobStatus
+
+
+def _lua(script: str) -> str:
+    """A script with the whole-record check and the final statuses filled in."""
+    return string.Template(script).substitute(
+        whole="redis.call('HEXISTS', KEYS[1], 'status') == 1",
+        archived=JobStatus.ARCHIVED.value,
+        failed=JobStatus.FAILED.value,
+    )
+
+
+# Sets fields unless the job is in a final state, and keeps the due, expiry and outbox sets
+# in step. KEYS: job hash, due set, expiry set, outbox. ARGV: ttl seconds, job id, due time
+# ('' = unchanged), now, then field/value pairs. Returns 1 when written, 0 when the job is
+# final, -1 when the record is not whole. The write that makes a job final with someone to
+# tell also puts it in the outbox, in the same step: a worker that dies right after cannot
+# lose the notification.
+UPDATE_UNLESS_FINAL = _lua("""
+if not ($whole) then return -1 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == '$archived' or status == '$failed' then return 0 end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+status = redis.call('HGET', KEYS[1], 'status')
+local expires = redis.call('HGET', KEYS[1], 'expires_ts')
+local result = redis.call('HGET', KEYS[1], 'result_url')
+if status == '$archived' or status == '$failed' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  -- A failed job whose video exists at Akool is still worth saving: keep watching it.
+  if status == '$archived' or not result or result == '' then
+    redis.call('ZREM', KEYS[3], ARGV[2])
+  end
+  local url = redis.call('HGET', KEYS[1], 'notify_url')
+  local sig = redis.call('HGET', KEYS[1], 'on_complete')
+  if (url and url ~= '') or (sig and sig ~= '') then
+    redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[2])
+  end
+  return 1
+end
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
+if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[2]) end
+return 1
+""")
+
+# A sign of life from a running step. KEYS: job hash, due set. ARGV: job id, due, now,
+# progress bytes ('' = none), total bytes ('' = none). Never re-adds a job to the due set.
+HEARTBEAT = _lua("""
+if not ($whole) then return -1 end
+redis.call('HSET', KEYS[1], 'updated_ts', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'archive_progress_bytes', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'archive_total_bytes', ARGV[5]) end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
+return 1
+""")
+
+# Counts one poll. KEYS: job hash. Returns the new count, or -1.
+COUNT_POLL = _lua("""
+if not ($whole) then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'polls', 1)
+""")
+
+# Takes the poll loop for a task id: the first loop to run (or the one the sweeper names)
+# owns the job; a duplicated loop finds another owner and stops. KEYS[1] job hash,
+# ARGV[1] task id. Returns 1 when this task owns the polling, 0 when another does, or -1.
+OWN_POLL = _lua("""
+if not ($whole) then return -1 end
+local owner = redis.call('HGET', KEYS[1], 'poll_owner')
+if not owner or owner == '' then
+  redis.call('HSET', KEYS[1], 'poll_owner', ARGV[1])
+  return 1
+end
+if owner == ARGV[1] then return 1 end
+return 0
+""")
+
+# Takes the job's one submit claim. KEYS: job hash. ARGV: now. 1 taken, 0 already, -1.
+CLAIM_SUBMIT = _lua("""
+if not ($whole) then return -1 end
+return redis.call('HSETNX', KEYS[1], 'submit_claimed_ts', ARGV[1])
+""")
+
+# Sets bookkeeping fields on a whole record, final or not, without touching its TTL (the
+# notification's progress is written after the job ended). KEYS: job hash. ARGV: pairs.
+SET_IF_WHOLE = _lua("""
+if not ($whole) then return -1 end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+""")
+
+# Re-opens a failed job for an operator's retry: the one write that may change a final job.
+# Its notification is forgotten with its failure, so the next ending is announced anew.
+# KEYS: job hash, due set, expiry set, outbox. ARGV: job id, status, due, now, new poll
+# deadline ('' keeps it). Returns 1 when re-opened, 0 when the job is not failed (any more).
+REOPEN_FAILED = _lua("""
+if redis.call('HGET', KEYS[1], 'status') ~= '$failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', '', 'updated_ts', ARGV[4],
+           'redrives', '0')
+redis.call('HDEL', KEYS[1], 'notified_ts', 'notify_error', 'on_complete_sent_ts',
+           'notify_owner')
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'poll_deadline_ts', ARGV[5]) end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+local expires = redis.call('HGET', KEYS[1], 'expires_ts')
+if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[1]) end
+return 1
+""")
+
+# Takes the job's pending notification for one delivery task. KEYS: job hash, outbox.
+# ARGV: job id, task id, now, lease end. An entry due now, or held by this same task (its
+# own retry), is taken and held until the lease ends; one held by another live task is not.
+# Returns 1 when taken, 0 when nothing is pending for this task, -1 (and the entry dropped)
+# when the record is not whole.
+CLAIM_NOTICE = _lua("""
+if not ($whole) then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return -1
+end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score then return 0 end
+local owner = redis.call('HGET', KEYS[1], 'notify_owner')
+if tonumber(score) > tonumber(ARGV[3]) and owner and owner ~= '' and owner ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'notify_owner', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+""")
+
+# Ends the job's pending notification (delivered, or given up). KEYS: job hash, outbox.
+# ARGV: job id, then field/value pairs to record on the job.
+FINISH_NOTICE = _lua("""
+redis.call('ZREM', KEYS[2], ARGV[1])
+if not ($whole) then return -1 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HDEL', KEYS[1], 'notify_owner')
+return 1
+""")
