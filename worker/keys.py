@@ -24,14 +24,21 @@ AKOOL_BUDGET = PREFIX + "akool:budget"
 ARCHIVE_CLAIM_PREFIX = PREFIX + "archive:claim:"
 # Callbacks already accepted (replay protection).
 WEBHOOK_NONCE_PREFIX = PREFIX + "webhook:nonce:"
-# A job whose end was announced to the application.
-NOTIFIED_PREFIX = PREFIX + "notified:"
+# Digests of the payloads of callbacks already accepted: Akool's signature has no key, so a
+# captured payload can be signed again with a fresh nonce and timestamp.
+WEBHOOK_PAYLOAD_PREFIX = PREFIX + "webhook:payload:"
+# Jobs whose end is still to be announced to the application (the outbox), by when the next
+# delivery attempt is due. Written in the same script that makes the job final.
+OUTBOX = PREFIX + "outbox"
+# Ids of job records found unreadable (partial, wrong type, garbage), each logged once.
+CORRUPT_SEEN = PREFIX + "corrupt"
 # Fleet-wide locks (one sweep at a time).
 LOCK_PREFIX = PREFIX + "lock:"
 # The fleet's metric counters.
 METRICS_AKOOL_CALLS = PREFIX + "metrics:akool_calls"
 METRICS_ARCHIVE = PREFIX + "metrics:archive"
 METRICS_LAG = PREFIX + "metrics:completion_to_archived"
+METRICS_CORRUPT = PREFIX + "metrics:corrupt_records"
 
 
 def job(job_id: str) -> str:
@@ -54,9 +61,9 @@ def webhook_nonce(nonce: str, timestamp: int) -> str:
     return f"{WEBHOOK_NONCE_PREFIX}{timestamp}:{nonce}"
 
 
-def notified(job_id: str) -> str:
-    """The marker of a job whose end was announced."""
-    return NOTIFIED_PREFIX + job_id
+def webhook_payload(digest: str) -> str:
+    """The marker of an accepted callback's payload, by its sha256 hex digest."""
+    return WEBHOOK_PAYLOAD_PREFIX + digest
 
 
 def lock(name: str) -> str:

@@ -38,6 +38,11 @@ def not_queued(error: BaseException) -> str:
     return f"the job could not be queued ({type(error).__name__})"
 
 
+def notify_gave_up(error: BaseException) -> str:
+    """Why the application was not told that its job ended (the job itself is unchanged)."""
+    return f"the application was not told that the job ended: {failure(error)}"
+
+
 def failure(error: BaseException) -> str:
     """The job's error for `error`: our own sentence, never a stranger's text (it could
     carry a URL with a token, or a secret)."""

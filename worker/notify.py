@@ -1,17 +1,21 @@
 """Telling the application that a job ended, so it need not poll.
 
 A job may carry `on_complete` (a Celery signature, stored as JSON) and `notify_url` (an
-http(s) URL). When the job reaches `archived` or `failed`, `announce_end` sends each once:
-the signature is called with the job id as its first argument, and the `lipsync.notify`
-task POSTs the job record as JSON to the URL, retrying transient failures a bounded number
-of times. Neither holds up the pipeline: a failure to announce is logged, never raised.
+http(s) URL). The write that makes a job `archived` or `failed` also puts it in the outbox
+(worker/outbox.py), atomically. `announce_end` then asks a worker to deliver it now: the
+`lipsync.notify` task claims the job's entry, calls the signature with the job id as its
+first argument, POSTs the job record as JSON to the URL (under NOTIFY_ALLOWED_HOSTS), and
+removes the entry only when both went out, or it gave up after its bounded retries, with
+the reason on the job (`notify_error`). A worker that dies on the way leaves the entry for
+the sweeper. Nothing here fails a job: a notification's trouble is logged and recorded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,14 +27,14 @@ from worker.celery_app import app
 from worker.errors import NotifyFailed, NotifyRefused
 from worker.jobs import Job, JobStore
 from worker.names import NOTIFY_TASK, TASK_QUEUES
+from worker.outbound import post_json
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT_SECONDS = 10.0
-# About four minutes of tries (1 s doubling to 2 min, with jitter) before giving up.
-NOTIFY_MAX_RETRIES = 8
-NOTIFY_INITIAL_SECONDS = 1.0
-NOTIFY_MAX_SECONDS = 120.0
+# How long one delivery attempt holds a job's notification: well above the POST's timeout.
+# A worker that dies holding it is replaced by the sweeper once the lease has passed.
+NOTICE_LEASE_SECONDS = 60.0
 # Answers that say "later": the receiver is busy or down, not refusing the record.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
@@ -47,65 +51,82 @@ def encode_on_complete(on_complete: Mapping[str, Any]) -> str:
         raise ValueError(f"on_complete must be JSON-serializable ({e})") from None
 
 
-def signatures_for(job: Job) -> list[dict[str, Any]]:
-    """The Celery signatures (as dicts) to call with the job id when the job ends."""
-    out: list[dict[str, Any]] = []
-    if job.on_complete:
-        try:
-            out.append(dict(json.loads(job.on_complete)))
-        except (TypeError, ValueError):
-            logger.error("Job %s: its on_complete is not a signature; not called", job.id)
-    if job.notify_url:
-        out.append(
-            {"task": NOTIFY_TASK, "args": [], "options": {"queue": TASK_QUEUES[NOTIFY_TASK]}}
-        )
-    return out
+def on_complete_signature(job: Job) -> dict[str, Any] | None:
+    """The job's on_complete as a signature dict; None (logged) when it is not one."""
+    if not job.on_complete:
+        return None
+    try:
+        return dict(json.loads(job.on_complete))
+    except (TypeError, ValueError):
+        logger.error("Job %s: its on_complete is not a signature; not called", job.id)
+        return None
 
 
 def announce_end(job_id: str) -> None:
-    """Send the job's on_complete and notify_url, once per ending of the job; never raises."""
+    """Ask a worker to deliver the ended job's notification now; never raises.
+
+    Its outbox entry, written with the final status, gets it delivered even when this call
+    never happens (a worker killed in between) or fails (Redis away for a moment).
+    """
     try:
-        store = deps.job_store()
-        # Once: a duplicated task or a second path to the same ending announces nothing more.
-        if not store.mark_announced(job_id):
-            return
-        for sig in signatures_for(store.get(job_id)):
-            _call(sig, job_id)
+        if deps.job_store().outbox.pending(job_id):
+            app.send_task(NOTIFY_TASK, args=[job_id], queue=TASK_QUEUES[NOTIFY_TASK])
     except Exception:
-        logger.exception("Job %s: could not announce its end", job_id)
+        logger.exception("Job %s: could not ask for its end to be announced", job_id)
+
+
+def deliver_end(store: JobStore, job_id: str, *, allowed_hosts: Iterable[str]) -> None:
+    """Send what the ended job still owes the application, then take it off the outbox.
+
+    The on_complete signature first, then the notify_url POST; each is recorded on the job
+    as soon as it went out, so a retry repeats neither. Raises NotifyFailed (try again) or
+    NotifyRefused (never) from the POST.
+    """
+    job = store.get(job_id)
+    signature_dict = on_complete_signature(job)
+    if signature_dict is not None and job.on_complete_sent_ts is None:
+        _call(signature_dict, job_id)
+        store.outbox.note(job_id, on_complete_sent_ts=time.time())
+    done: dict[str, Any] = {"notify_error": None}
+    if job.notify_url and job.notified_ts is None:
+        deliver(store, job_id, allowed_hosts=tuple(allowed_hosts))
+        done["notified_ts"] = time.time()
+    store.outbox.finish(job_id, **done)
+    logger.info("Job %s: its end was announced", job_id)
 
 
 def _call(sig: Mapping[str, Any], job_id: str) -> None:
     try:
         signature(dict(sig), app=app).apply_async(args=(job_id,))
-    except Exception:
-        logger.exception("Job %s: could not send %s", job_id, sig.get("task"))
+    except Exception as e:
+        # Publishing failed (the broker is away): try again later, with the policy's waits.
+        raise NotifyFailed(f"on_complete {sig.get('task')} could not be sent ({e})") from e
 
 
 def deliver(
     store: JobStore,
     job_id: str,
     *,
+    allowed_hosts: Iterable[str] = ("*",),
     session: requests.Session | None = None,
     timeout: float = NOTIFY_TIMEOUT_SECONDS,
 ) -> int | None:
     """POST the job record to its notify_url; return the HTTP status (None: no URL).
 
-    Raises NotifyFailed when trying again may help, NotifyRefused when it will not.
+    `allowed_hosts` is NOTIFY_ALLOWED_HOSTS (default: its default, any public host). The
+    POST goes only to an address of the URL's host checked under it, over https unless the
+    host is listed exactly (worker/outbound.py). Raises NotifyFailed when trying again may
+    help, NotifyRefused when it will not (a refused URL, to which nothing is sent, or a 3xx
+    or 4xx answer).
     """
     job = store.get(job_id)
     if not job.notify_url:
         return None
-    post = session.post if session is not None else requests.post
+    status = post_json(
+        job.notify_url, job.to_dict(), allowed_hosts=allowed_hosts, session=session, timeout=timeout
+    )
     # Messages name the host only: the URL may carry the application's token.
-    host = urlsplit(job.notify_url).hostname
-    try:
-        with post(job.notify_url, json=job.to_dict(), timeout=timeout, allow_redirects=False) as r:
-            status = r.status_code
-    except requests.RequestException as e:
-        why = type(e).__name__
-        raise NotifyFailed(f"notify_url host {host} could not be reached ({why})") from None
-    return _judge(status, host)
+    return _judge(status, urlsplit(job.notify_url).hostname)
 
 
 def _judge(status: int, host: str | None) -> int:
@@ -114,4 +135,10 @@ def _judge(status: int, host: str | None) -> int:
         return status
     if status >= 500 or status in RETRYABLE_STATUSES:
         raise NotifyFailed(f"notify_url host {host} answered HTTP {status}")
+    if 300 <= status < 400:
+        # The record goes only where the allow-list checked; a redirect is not followed.
+        raise NotifyRefused(
+            f"notify_url host {host} answered HTTP {status}, a redirect, which is not "
+            "followed; not sent again"
+        )
     raise NotifyRefused(f"notify_url host {host} answered HTTP {status}; not sent again")

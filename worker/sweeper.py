@@ -95,7 +95,6 @@ def reopen_for_retry(store: JobStore, settings: Settings, job_id: str, *, now: f
     deadline = now + settings.poll_timeout_seconds if step == Step.POLL else None
     if not store.reopen(job_id, REOPENED_STATUS[step], due=due, poll_deadline=deadline):
         raise ValueError(f"job {job_id} changed while being retried; look at it again")
-    store.forget_announcement(job_id)
     return step
 
 
@@ -104,19 +103,25 @@ def sweep(
     settings: Settings,
     redrive: Callable[[str, Step], None],
     *,
+    announce: Callable[[str], None] | None = None,
     now: float | None = None,
     limit: int = 500,
 ) -> SweepResult:
-    """Re-drive every overdue job; fail those whose submit outcome cannot be known."""
+    """Re-drive every overdue job; fail those whose submit outcome cannot be known; and
+    with `announce`, deliver notifications left in the outbox (a worker died, a retry is
+    due). Each record is handled on its own: one that cannot be read is skipped (and
+    logged once), never stopping the others."""
     now = time.time() if now is None else now
     result = SweepResult([], [])
     for job_id in store.overdue(now, limit):
-        try:
-            job = store.get(job_id)
-        except KeyError:
-            store.forget_due(job_id)  # the record expired
+        job = store.read(job_id)
+        if job is None:
+            store.forget_due(job_id)  # expired, or unreadable: nothing to re-drive
             continue
         _handle(store, settings, job, now, redrive, result)
+    if announce is not None:
+        for job_id in [*result.failed, *store.outbox.due(now, limit)]:
+            announce(job_id)
     return result
 
 
@@ -148,10 +153,9 @@ def at_risk(store: JobStore, *, now: float | None = None) -> list[Job]:
     now = time.time() if now is None else now
     jobs = []
     for job_id in store.expiring(now + AT_RISK_SECONDS):
-        try:
-            job = store.get(job_id)
-        except KeyError:
-            store.forget_expiry(job_id)
+        job = store.read(job_id)
+        if job is None:
+            store.forget_expiry(job_id)  # expired, or unreadable
             continue
         if job.status != JobStatus.ARCHIVED:
             jobs.append(job)

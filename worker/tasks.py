@@ -55,6 +55,7 @@ SUBMIT_MAX_RETRIES = 15
 NOTIFY_MAX_RETRIES = 8
 NOTIFY_INITIAL_SECONDS = 1.0
 NOTIFY_MAX_SECONDS = 120.0
+LEASE_SECONDS = notify.NOTICE_LEASE_SECONDS
 
 
 # --- Retry policies: which errors retry, how long to wait, and the ceiling ------------------
@@ -92,10 +93,21 @@ ARCHIVE_RETRY = retries.RetryPolicy(
     wait=_step_backoff,
     deadline=lambda job_id: archive_deadline(deps.job_store(), job_id),
 )
+_notify_backoff = retries.exponential(NOTIFY_INITIAL_SECONDS, NOTIFY_MAX_SECONDS)
+
+
+def _next_notice(job_id: str, retries_so_far: int, error: BaseException) -> float:
+    """The notification's backoff; the job's outbox entry stays held by this task until its
+    retry is due (plus the lease), and the job shows why it is not told yet."""
+    delay = _notify_backoff(job_id, retries_so_far, error)
+    outbox = deps.job_store().outbox
+    outbox.hold(job_id, time.time() + delay + notify.NOTICE_LEASE_SECONDS)
+    outbox.note(job_id, notify_error=str(error))
+    return delay
+
+
 NOTIFY_RETRY = retries.RetryPolicy(
-    retry_on=(TransientError,),
-    wait=retries.exponential(NOTIFY_INITIAL_SECONDS, NOTIFY_MAX_SECONDS),
-    max_retries=NOTIFY_MAX_RETRIES,
+    retry_on=(TransientError,), wait=_next_notice, max_retries=NOTIFY_MAX_RETRIES
 )
 
 
@@ -110,8 +122,10 @@ def _fail_job(job_id: str, error: BaseException) -> None:
 
 
 def _not_told(job_id: str, error: BaseException) -> None:
-    """Giving up on a notification: the job stays as it is; the log says why."""
-    logger.error("Job %s: its notify_url was not told: %s", job_id, error)
+    """Giving up on a notification: the job stays as it is; the job and the log say why."""
+    message = messages.notify_gave_up(error)
+    logger.error("Job %s: %s", job_id, message)
+    deps.job_store().outbox.finish(job_id, notify_error=message)
 
 
 def _run(
@@ -200,12 +214,19 @@ def archive(self: Task, job_id: str) -> str | None:
 
 
 @_task(NOTIFY_TASK, bind=True, ignore_result=True, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS)
-def notify_application(self: Task, job_id: str) -> int | None:
-    """POST the ended job's record to its notify_url; a bounded number of tries."""
-    store = deps.job_store()
-    return _run(
-        self, job_id, NOTIFY_RETRY, lambda: notify.deliver(store, job_id), give_up=_not_told
-    )
+def notify_application(self: Task, job_id: str) -> None:
+    """Deliver the ended job's notification (on_complete, notify_url) from the outbox, once;
+    a bounded number of tries. A copy of this task finds the notification taken and stops."""
+    store, hosts = deps.job_store(), deps.settings().notify_allowed_hosts
+    now = time.time()
+    if not store.outbox.claim(job_id, self.request.id, now=now, lease_seconds=LEASE_SECONDS):
+        logger.info("Job %s: nothing to announce, or another task announces it", job_id)
+        raise Ignore()
+
+    def step() -> None:
+        notify.deliver_end(store, job_id, allowed_hosts=hosts)
+
+    _run(self, job_id, NOTIFY_RETRY, step, give_up=_not_told)
 
 
 def pipeline_signature(job_id: str) -> Any:
@@ -241,9 +262,7 @@ def sweep_stalled() -> dict[str, int]:
     # One sweep at a time across the fleet, even with two beats by mistake.
     if not store.try_lock("sweep", deps.settings().sweep_interval_seconds * 0.8):
         return {"redriven": 0, "failed": 0}
-    result = sweep(store, deps.settings(), redrive)
-    for job_id in result.failed:
-        notify.announce_end(job_id)
+    result = sweep(store, deps.settings(), redrive, announce=notify.announce_end)
     return {"redriven": len(result.redriven), "failed": len(result.failed)}
 
 

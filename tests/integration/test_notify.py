@@ -7,16 +7,23 @@ import base64
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import AUDIO_URL, Deployment, video_url
+from tests.integration.conftest import AUDIO_URL, Deployment, procfile_worker_env, video_url
 from tests.postsink import PostSink, post_sink
 from worker import keys
-from worker.dev.stack import wait_until
+from worker.dev.demo import procfile_argv
+from worker.dev.stack import start_worker, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+# Sweeps every second, so a notification left by a dead worker goes out within seconds.
+FAST_SWEEPS = {"SWEEP_INTERVAL_SECONDS": "1", "STALL_SECONDS": "3"}
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +180,7 @@ def test_retry_polls_a_job_that_failed_while_akool_worked_on_it_and_never_submit
     wait_until(lambda: deployment.store.get(job_id).akool_id is not None, 30, "submitted")
     deployment.store.fail(job_id, "stopped by a test, as an outage would")
     # As if that failure had been announced: the retried job's ending must be announced anew.
-    deployment.redis.set(keys.NOTIFIED_PREFIX + job_id, "1")
+    deployment.redis.hset(keys.job(job_id), "notified_ts", "1")
 
     assert python(deployment, RETRY, job_id) == "poll"
     job = deployment.wait(job_id)
@@ -196,3 +203,76 @@ def test_retry_refuses_a_job_whose_submit_may_have_created_an_akool_job(
     assert answer.startswith("ValueError") and "outcome is unknown" in answer
     assert deployment.store.get(failed.id).status == "failed"
     assert deployment.submits_for(video) == 1
+
+
+# --- exactly one notification, whatever dies when ----------------------------------------------
+
+
+def start_crashing_worker(deployment: Deployment, marker: Path) -> None:
+    """Replace the deployment's worker with one that dies right after a final write."""
+    deployment.worker.stop()
+    argv = procfile_argv("worker")
+    assert argv is not None
+    argv = ["tests.integration.crash_app" if a == "worker.celery_app" else a for a in argv]
+    argv += ["-n", f"crash-{deployment.name}@%h", "--without-gossip", "--without-mingle"]
+    env = procfile_worker_env(
+        {**deployment.env, "CRASH_MARKER": str(marker), "PYTHONPATH": str(ROOT)}
+    )
+    deployment.worker = start_worker(
+        deployment.stack.directory, env, name=f"crash-{deployment.name}", argv=argv
+    )
+
+
+@pytest.mark.parametrize(
+    ("video", "ending"), [({"final": 4}, "failed"), ({"polls": 1}, "archived")]
+)
+def test_a_worker_killed_right_after_a_job_ends_still_announces_it_exactly_once(
+    deploy, endpoint: tuple[str, type[PostSink]], tmp_path: Path, video: dict[str, Any], ending: str
+) -> None:
+    deployment: Deployment = deploy(beat=True, **FAST_SWEEPS)
+    start_crashing_worker(deployment, tmp_path / "crashed")
+    url, app = endpoint
+    queue = f"app-events-{uuid.uuid4().hex}"
+
+    job = deployment.wait(submit(deployment, video_url(**video), queue=queue, notify_url=url))
+
+    assert job.status == ending
+    wait_until(lambda: (tmp_path / "crashed").exists(), 30, "the worker to die")
+    wait_until(lambda: len(app.bodies) >= 1, 60, "the ending posted")
+    wait_until(lambda: deployment.redis.llen(queue) >= 1, 60, "on_complete sent")
+    time.sleep(3)  # time for a duplicate to show up, if there were one
+    assert [body["status"] for body in app.bodies] == [ending]
+    assert [m["args"][0] for m in messages(deployment, queue, 1)] == [job.id]
+    assert deployment.redis.llen(queue) == 1
+    assert not deployment.store.outbox.pending(job.id)
+
+
+def test_a_loopback_notify_url_is_refused_by_default_and_the_job_is_archived_anyway(
+    deploy, endpoint: tuple[str, type[PostSink]]
+) -> None:
+    deployment: Deployment = deploy(NOTIFY_ALLOWED_HOSTS="*")
+    url, app = endpoint
+
+    job = deployment.wait(submit(deployment, video_url(polls=1), notify_url=url))
+
+    assert job.status == "archived", job.error
+    wait_until(lambda: deployment.store.get(job.id).notify_error, 30, "the refusal recorded")
+    time.sleep(1)
+    assert app.bodies == []
+    assert "NOTIFY_ALLOWED_HOSTS" in (deployment.store.get(job.id).notify_error or "")
+    assert not deployment.store.outbox.pending(job.id)
+
+
+def test_a_loopback_notify_url_listed_exactly_gets_exactly_one_post(
+    deploy, endpoint: tuple[str, type[PostSink]]
+) -> None:
+    deployment: Deployment = deploy(NOTIFY_ALLOWED_HOSTS="127.0.0.1")
+    url, app = endpoint
+
+    job = deployment.wait(submit(deployment, video_url(polls=1), notify_url=url))
+
+    assert job.status == "archived", job.error
+    wait_until(lambda: len(app.bodies) >= 1, 30, "the record posted")
+    time.sleep(1)
+    assert [body["id"] for body in app.bodies] == [job.id]
+    assert deployment.store.get(job.id).notified_ts is not None

@@ -35,7 +35,7 @@ def built(name: str) -> str:
 def test_the_prefix_is_lipsync_and_there_are_keys_to_check() -> None:
     assert keys.PREFIX == "lipsync:"
     assert len(CONSTANTS) >= 10
-    assert set(BUILDERS) >= {"job", "akool_index", "archive_claim", "webhook_nonce", "notified"}
+    assert set(BUILDERS) >= {"job", "akool_index", "archive_claim", "webhook_nonce"}
 
 
 @pytest.mark.parametrize("name", sorted(CONSTANTS))
@@ -53,7 +53,6 @@ def test_each_built_key_ends_with_what_it_is_about() -> None:
     assert keys.job(JOB_ID) == keys.JOB_PREFIX + JOB_ID
     assert keys.akool_index("65f8a1") == keys.AKOOL_INDEX_PREFIX + "65f8a1"
     assert keys.archive_claim(JOB_ID) == keys.ARCHIVE_CLAIM_PREFIX + JOB_ID
-    assert keys.notified(JOB_ID) == keys.NOTIFIED_PREFIX + JOB_ID
     assert keys.lock("sweep") == keys.LOCK_PREFIX + "sweep"
     assert keys.webhook_nonce("1529", 1_710_757_981_609) == (
         keys.WEBHOOK_NONCE_PREFIX + "1710757981609:1529"
@@ -71,3 +70,9 @@ def test_one_jobs_record_is_never_another_kind_of_key() -> None:
     others = set(CONSTANTS.values()) - {keys.JOB_PREFIX}
     assert not any(other.startswith(keys.JOB_PREFIX) for other in others)
     assert keys.job(JOB_ID) not in CONSTANTS.values()
+
+
+def test_a_webhook_payload_key_ends_with_the_payloads_digest() -> None:
+    digest = "ab" * 32  # sha256 hex
+    assert keys.WEBHOOK_PAYLOAD_PREFIX == "lipsync:webhook:payload:"
+    assert keys.webhook_payload(digest) == keys.WEBHOOK_PAYLOAD_PREFIX + digest

@@ -37,6 +37,16 @@ def job(**values: Any) -> Job:
     return Job(video_url=VIDEO, audio_url=AUDIO, **values)
 
 
+class FakeOutbox:
+    """Notifications due for delivery."""
+
+    def __init__(self) -> None:
+        self.due_ids: list[str] = []
+
+    def due(self, now: float, limit: int = 500) -> list[str]:
+        return self.due_ids[:limit]
+
+
 class FakeStore:
     """The JobStore methods the sweeper uses, backed by dicts, recording what was asked."""
 
@@ -46,10 +56,13 @@ class FakeStore:
         self.reopens = reopens
         self.reopened: list[tuple[str, JobStatus, float, float | None]] = []
         self.forgotten_dues: list[str] = []
-        self.forgotten_announcements: list[str] = []
+        self.outbox = FakeOutbox()
 
     def get(self, job_id: str) -> Job:
         return self.jobs[job_id]
+
+    def read(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
 
     def update(self, job_id: str, *, due: float | None = None, **values: Any) -> bool:
         if due is not None:
@@ -65,9 +78,6 @@ class FakeStore:
     ) -> bool:
         self.reopened.append((job_id, status, due, poll_deadline))
         return self.reopens
-
-    def forget_announcement(self, job_id: str) -> None:
-        self.forgotten_announcements.append(job_id)
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
         return [job_id for job_id, due in self.dues.items() if due <= now][:limit]
@@ -167,7 +177,6 @@ def test_a_failed_poll_is_reopened_with_a_whole_new_poll_window() -> None:
     assert store.reopened == [
         (failed.id, JobStatus.PROCESSING, NOW + SETTINGS.stall_seconds, NOW + 3600.0)
     ]
-    assert store.forgotten_announcements == [failed.id]
 
 
 def test_a_failed_archive_is_reopened_as_archiving_without_a_poll_deadline() -> None:
@@ -190,15 +199,14 @@ def test_a_stuck_job_that_has_not_failed_is_only_made_due_again() -> None:
     assert reopen(store, stuck.id) == Step.POLL
     assert store.dues == {stuck.id: NOW + SETTINGS.stall_seconds}
     assert store.get(stuck.id).redrives == 0
-    assert store.reopened == [] and store.forgotten_announcements == []
+    assert store.reopened == []
 
 
-def test_a_job_that_changed_while_being_retried_is_refused_and_its_announcement_kept() -> None:
+def test_a_job_that_changed_while_being_retried_is_refused() -> None:
     failed = job(status=JobStatus.FAILED, akool_id="a")
     store = FakeStore(failed, reopens=False)
     with pytest.raises(ValueError, match="changed while being retried"):
         reopen(store, failed.id)
-    assert store.forgotten_announcements == []
 
 
 def test_retrying_an_unknown_job_is_a_key_error() -> None:
@@ -241,3 +249,13 @@ def test_the_redrive_backoff_stops_doubling_at_its_cap() -> None:
     assert sweep_once(store) == [(slow.id, Step.POLL)]
     assert store.dues[slow.id] == NOW + SETTINGS.stall_seconds * 2**MAX_REDRIVE_DOUBLINGS
     assert store.get(slow.id).redrives == MAX_REDRIVE_DOUBLINGS + 4
+
+
+def test_a_sweep_announces_the_jobs_it_failed_and_the_notifications_left_due() -> None:
+    unknown = job(status=JobStatus.SUBMITTED, submit_claimed_ts=1.0)
+    store = FakeStore(unknown)
+    store.dues[unknown.id] = NOW - 1
+    store.outbox.due_ids = ["left-by-a-dead-worker"]
+    announced: list[str] = []
+    sweep(cast(JobStore, store), SETTINGS, lambda *_: None, announce=announced.append, now=NOW)
+    assert announced == [unknown.id, "left-by-a-dead-worker"]

@@ -249,6 +249,8 @@ def service_env(redis_url: str, s3_url: str, akool_url: str) -> dict[str, str]:
         "ARCHIVE_PREFIX": "lipsync/",
         # Exactly 127.0.0.1: no wildcard ever allows a loopback address.
         "ARCHIVE_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # The tests' notification sinks listen on loopback, which only an exact entry allows.
+        "NOTIFY_ALLOWED_HOSTS": "127.0.0.1",
         "S3_ENDPOINT_URL": s3_url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
