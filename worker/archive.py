@@ -5,11 +5,12 @@ A download that ends short, breaks off or grows past the size limit raises insid
 which makes s3transfer abort the multipart upload: a broken copy never becomes the object.
 All `requests` and `botocore` errors are translated here into `worker.errors`.
 
-Fetching is guarded against SSRF: a host that resolves to a loopback, private, link-local or
-cloud metadata address is fetched only when that exact host is listed in
-ARCHIVE_ALLOWED_HOSTS, a wildcard is not enough. The rule (`address_allowed`) is applied to
-every address the host resolves to before connecting, on every redirect hop, and again to
-the address the socket actually connected to (DNS may answer differently the second time).
+Fetching is guarded against SSRF (worker/netguard.py): a host that resolves to an internal
+address is fetched only when that exact host is listed in ARCHIVE_ALLOWED_HOSTS, a wildcard
+is not enough, and so is plain http or a port other than 443. On every redirect hop the host
+is resolved once, every address checked, and the GET sent to a checked address (DNS
+rebinding cannot swap it); the address the socket reached is checked again. A redirect
+that leaves https is never followed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +37,16 @@ from worker.errors import (
 )
 from worker.jobs import is_job_id
 from worker.names import MiB
-from worker.netguard import address_allowed, host_allowed, peer_address
+from worker.netguard import (
+    check_peer_address,
+    checked_address,
+    leaves_https,
+    pinned_session,
+    send_pinned,
+    split_url,
+)
 from worker.settings import ARCHIVE_MAX_BYTES, DOWNLOAD_TIMEOUT_SECONDS
+from worker.untrusted import ascii_int
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,7 @@ PART_SIZE_BYTES = 8 * MiB
 UPLOAD_CONCURRENCY = 4
 BUFFERED_PARTS = 4
 MAX_REDIRECTS = 5
+ALLOWED_SETTING = "ARCHIVE_ALLOWED_HOSTS"
 CONTENT_TYPE = "video/mp4"
 GONE_STATUSES = (403, 404, 410)
 # S3 error codes that retrying cannot fix.
@@ -90,72 +99,39 @@ def archive_key(prefix: str, job_id: str) -> str:
     return f"{prefix}{job_id}.mp4"
 
 
-def _split_source(url: str) -> tuple[str, int]:
-    """The host and port of an http(s) URL, or SourceRefusedError."""
-    # A backslash or control character is read differently by urlsplit and by urllib3,
-    # which could connect to another host than the one checked here.
-    if any(c == "\\" or ord(c) <= 32 or ord(c) == 127 for c in url):
-        raise SourceRefusedError("the result URL contains characters a URL may not", url=url)
+def _split_source(url: str) -> tuple[str, str, int]:
+    """The scheme, host and port of an http(s) URL, or SourceRefusedError."""
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        raise SourceRefusedError("the result URL cannot be parsed", url=url) from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise SourceRefusedError("the result URL is not an http(s) URL with a host", url=url)
-    return host, port or (443 if parts.scheme == "https" else 80)
+        return split_url(url)
+    except ValueError as e:
+        raise SourceRefusedError(f"the result URL {e}", url=url) from None
 
 
-def _resolve(host: str, port: int, url: str) -> list[str]:
-    """The addresses `host` resolves to now; none if the lookup fails.
+def check_source(url: str, patterns: Iterable[str]) -> str:
+    """The address to fetch `url` from: the first its host resolves to, all of them checked.
 
-    A failed lookup is left to the connection, which then fails with DownloadError (DNS may
-    come back), and whose peer address is checked anyway when it does connect.
+    Refuses (SourceRefusedError) a URL that is not http(s), whose host is not in
+    ARCHIVE_ALLOWED_HOSTS, resolves to an internal address without being listed exactly
+    (`address_allowed`), or uses plain http or a port other than 443 without being listed
+    exactly (`transport_refusal`). A failed lookup fails closed, as a DownloadError: nothing
+    is sent, and the job is retried, as DNS may come back.
     """
+    scheme, host, port = _split_source(url)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        logger.debug("Could not resolve %s before fetching: %s", host, e)
-        return []
-    except UnicodeError:
-        raise SourceRefusedError("the result URL's host is not a valid name", url=url) from None
-    return [str(info[4][0]) for info in infos]
-
-
-def _refuse_internal(host: str, ip: str, url: str, when: str) -> SourceRefusedError:
-    return SourceRefusedError(
-        f"the result host {host!r} {when} a private or internal address ({ip}); such a host "
-        "is fetched only when it is listed exactly in ARCHIVE_ALLOWED_HOSTS",
-        url=url,
-    )
-
-
-def check_source(url: str, patterns: Iterable[str]) -> None:
-    """Refuse a URL that is not http(s), whose host is not in ARCHIVE_ALLOWED_HOSTS, or whose
-    host resolves to an internal address without being listed exactly (`address_allowed`)."""
-    patterns = tuple(patterns)
-    host, port = _split_source(url)
-    if not host_allowed(host, patterns):
-        raise SourceRefusedError(
-            f"the result is on host {host!r}, which is not in ARCHIVE_ALLOWED_HOSTS", url=url
-        )
-    for ip in _resolve(host, port, url):
-        if not address_allowed(host, ip, patterns):
-            raise _refuse_internal(host, ip, url, "resolves to")
+        return checked_address(scheme, host, port, patterns, ALLOWED_SETTING)
+    except ValueError as e:
+        raise SourceRefusedError(f"the result URL's {e}", url=url) from None
+    except OSError as e:
+        raise DownloadError(f"could not resolve the result host {host!r}", url=url) from e
 
 
 def check_peer(response: requests.Response, url: str, patterns: Iterable[str]) -> None:
     """Close and refuse `response` when its connection reached an internal address that
-    `address_allowed` does not allow for the URL's host (DNS rebinding)."""
-    ip = peer_address(response)
-    host = urlsplit(url).hostname or ""
-    if ip is None:
-        logger.debug("The peer address for %s is unknown; checked before connecting", host)
-        return
-    if not address_allowed(host, ip, patterns):
-        response.close()
-        raise _refuse_internal(host, ip, url, "connected to")
+    `address_allowed` does not allow for the URL's host."""
+    try:
+        check_peer_address(response, urlsplit(url).hostname or "", patterns, ALLOWED_SETTING)
+    except ValueError as e:
+        raise SourceRefusedError(f"the result URL's {e}", url=url) from None
 
 
 def _safe_meta(value: str) -> str:
@@ -188,8 +164,9 @@ class _StreamReader:
         self._on_progress = on_progress
         self._url = url
         self._max = max_bytes
-        length = response.headers.get("Content-Length", "")
-        self._expected = int(length) if length.isdigit() else None
+        # A Content-Length that is not ASCII digits (a superscript "2") counts as unknown;
+        # the size limit still holds while streaming.
+        self._expected = ascii_int(response.headers.get("Content-Length", ""))
         self.size = 0
         self.digest = hashlib.sha256()
 
@@ -246,7 +223,7 @@ class Archiver:
         self.prefix = prefix
         self._allowed = tuple(allowed_hosts)
         self._max = max_bytes
-        self._session = session or requests.Session()
+        self._session = pinned_session(session)
         self._config = transfer_config or default_transfer_config()
         self._timeout = timeout
         self._sse = sse
@@ -305,14 +282,22 @@ class Archiver:
         return ArchiveResult(uri, self.bucket, key, int(head.get("ContentLength", 0)), "")
 
     def _open(self, url: str) -> requests.Response:
-        """GET the video, following redirects only to allowed hosts."""
+        """GET the video from a checked address, following redirects only to allowed hosts."""
         for _ in range(MAX_REDIRECTS + 1):
-            check_source(url, self._allowed)
-            response = self._get(url)
-            check_peer(response, url, self._allowed)
+            address = check_source(url, self._allowed)
+            response = self._get(url, address)
+            check_peer(response, url, self._allowed)  # defence in depth: the pin held
             if response.is_redirect and "Location" in response.headers:
-                url = urljoin(url, response.headers["Location"])
+                target = urljoin(url, response.headers["Location"])
                 response.close()
+                if leaves_https(url, target):
+                    raise SourceRefusedError(
+                        "the result URL redirects away from https; a redirect that leaves https "
+                        "is never followed, not even to a host listed exactly in "
+                        "ARCHIVE_ALLOWED_HOSTS",
+                        url=target,
+                    )
+                url = target
                 continue
             self._check_response(response, url)
             return response
@@ -320,9 +305,11 @@ class Archiver:
             f"the result URL redirected more than {MAX_REDIRECTS} times", url=url
         )
 
-    def _get(self, url: str) -> requests.Response:
+    def _get(self, url: str, address: str) -> requests.Response:
         try:
-            return self._session.get(url, stream=True, timeout=self._timeout, allow_redirects=False)
+            return send_pinned(
+                self._session, address, "GET", url, stream=True, timeout=self._timeout
+            )
         except requests.RequestException as e:
             raise DownloadError("could not download the result video", url=url) from e
 
@@ -343,8 +330,8 @@ class Archiver:
         raise SourceRefusedError(f"the file host answered HTTP {status}", url=url, status=status)
 
     def _check_length(self, response: requests.Response, url: str) -> None:
-        length = response.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self._max:
+        length = ascii_int(response.headers.get("Content-Length", ""))
+        if length is not None and length > self._max:
             response.close()
             raise SourceRefusedError(
                 f"the video is {length} bytes, over ARCHIVE_MAX_BYTES ({self._max})", url=url

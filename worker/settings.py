@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker.errors import ConfigError
+from worker.untrusted import ascii_int
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ OUR_PREFIXES = (
 AKOOL_DEFAULT_BASE_URL = "https://openapi.akool.com"
 # Akool serves generated files from its CDNs; nothing else is fetched unless configured.
 ARCHIVE_DEFAULT_ALLOWED_HOSTS = ("*.cloudfront.net", "*.akool.com")
+# Any host for notify_url, as long as it resolves to public addresses: an internal one
+# (loopback, private, link-local, metadata) only when listed exactly.
+NOTIFY_DEFAULT_ALLOWED_HOSTS = ("*",)
 ARCHIVE_DEFAULT_PREFIX = "lipsync/"
 REDIS_DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -53,6 +57,8 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 ARCHIVE_MAX_BYTES = 1024**3
 # Akool deletes generated files after 7 days.
 AKOOL_FILE_LIFETIME_SECONDS = 7 * 24 * 3600
+# A job's record outlives its longest possible run by this much, for an operator to look.
+RETENTION_MARGIN_SECONDS = 24 * 3600
 # Akool publishes no rate limit; 5 requests a second for the whole fleet stays polite. It
 # keeps about 225 jobs on the 60 s poll pace; more jobs in flight are polled less often
 # (10,000 jobs: every ~33 min). Size it to jobs in flight / 45 s within Akool's real limit.
@@ -120,6 +126,7 @@ class Settings:
     archive_prefix: str = ARCHIVE_DEFAULT_PREFIX
     s3_endpoint_url: str | None = None
     archive_allowed_hosts: tuple[str, ...] = ARCHIVE_DEFAULT_ALLOWED_HOSTS
+    notify_allowed_hosts: tuple[str, ...] = NOTIFY_DEFAULT_ALLOWED_HOSTS
     archive_max_bytes: int = ARCHIVE_MAX_BYTES
     download_timeout_seconds: float = DOWNLOAD_TIMEOUT_SECONDS
     poll_initial_seconds: float = POLL_INITIAL_SECONDS
@@ -206,14 +213,29 @@ def _prefix(env: Mapping[str, str]) -> str:
     return prefix
 
 
-def _hosts(env: Mapping[str, str]) -> tuple[str, ...]:
-    raw = _text(env, "ARCHIVE_ALLOWED_HOSTS")
+def _hosts(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = _text(env, name)
     if raw is None:
-        return ARCHIVE_DEFAULT_ALLOWED_HOSTS
+        return default
     hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
     if not hosts:
-        raise ConfigError("ARCHIVE_ALLOWED_HOSTS must list at least one host")
+        raise ConfigError(f"{name} must list at least one host")
     return hosts
+
+
+def _retention(env: Mapping[str, str], poll_timeout: float) -> int:
+    """JOB_RETENTION_DAYS in seconds, refusing a retention shorter than a job can live: a
+    record that expires while its job runs would lose the job (its poll deadline, then
+    Akool's file lifetime for the archive, and a day for an operator to act)."""
+    days = _number(env, "JOB_RETENTION_DAYS", JOB_RETENTION_SECONDS / 86400, minimum=1)
+    needed = poll_timeout + AKOOL_FILE_LIFETIME_SECONDS + RETENTION_MARGIN_SECONDS
+    if days * 86400 < needed:
+        raise ConfigError(
+            f"JOB_RETENTION_DAYS ({days:g}) must be at least {needed / 86400:.2f} days: "
+            f"POLL_TIMEOUT_SECONDS ({poll_timeout:g} s) + Akool's 7-day file lifetime "
+            "+ 1 day, or a job's record could expire while the job still runs"
+        )
+    return int(days * 86400)
 
 
 def _auth(env: Mapping[str, str]) -> dict[str, Any]:
@@ -272,9 +294,10 @@ def _port(env: Mapping[str, str], name: str, default: int | None) -> int | None:
     raw = _text(env, name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
+    port = ascii_int(raw)
+    if port is None or not 0 < port < 65536:
         raise ConfigError(f"{name} must be a TCP port (1-65535), got {raw!r}")
-    return int(raw)
+    return port
 
 
 def _web(env: Mapping[str, str]) -> dict[str, Any]:
@@ -352,7 +375,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _load(env: Mapping[str, str]) -> Settings:
-    retention_days = _number(env, "JOB_RETENTION_DAYS", JOB_RETENTION_SECONDS / 86400, minimum=1)
+    poll = _poll(env)
     return Settings(
         redis_url=_url(env, "REDIS_URL", REDIS_DEFAULT_URL, ("redis", "rediss", "unix")),
         akool_base_url=_url(env, "AKOOL_BASE_URL", AKOOL_DEFAULT_BASE_URL, ("http", "https")),
@@ -364,12 +387,13 @@ def _load(env: Mapping[str, str]) -> Settings:
         s3_endpoint_url=_url(env, "S3_ENDPOINT_URL", None, ("http", "https"))
         if _text(env, "S3_ENDPOINT_URL")
         else None,
-        archive_allowed_hosts=_hosts(env),
+        archive_allowed_hosts=_hosts(env, "ARCHIVE_ALLOWED_HOSTS", ARCHIVE_DEFAULT_ALLOWED_HOSTS),
+        notify_allowed_hosts=_hosts(env, "NOTIFY_ALLOWED_HOSTS", NOTIFY_DEFAULT_ALLOWED_HOSTS),
         archive_max_bytes=int(_number(env, "ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, minimum=1)),
         download_timeout_seconds=_number(
             env, "DOWNLOAD_TIMEOUT_SECONDS", DOWNLOAD_TIMEOUT_SECONDS, minimum=0.1
         ),
-        job_retention_seconds=int(retention_days * 86400),
+        job_retention_seconds=_retention(env, poll["poll_timeout_seconds"]),
         akool_max_rps=_number(env, "AKOOL_MAX_RPS", AKOOL_MAX_RPS, minimum=0.01),
         stall_seconds=_number(env, "STALL_SECONDS", STALL_SECONDS, minimum=1),
         sweep_interval_seconds=_number(
@@ -378,7 +402,7 @@ def _load(env: Mapping[str, str]) -> Settings:
         **_archive_storage(env),
         **_web(env),
         **_auth(env),
-        **_poll(env),
+        **poll,
     )
 
 

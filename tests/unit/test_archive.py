@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import pytest
 import requests
 
@@ -97,16 +100,51 @@ def test_no_patterns_allow_nothing() -> None:
 # --- check_source ----------------------------------------------------------------------------
 
 
+PUBLIC_IP = "93.184.216.34"
+
+
+@pytest.fixture
+def cdn_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS at its seam: d1.cloudfront.net answers a public address (no DNS in the tests)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        if host.lower().rstrip(".") == "d1.cloudfront.net":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC_IP, port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
 @pytest.mark.parametrize(
     "url",
     [
         "https://d1.cloudfront.net/out/video.mp4",
-        "http://d1.cloudfront.net:8080/video.mp4?sig=abc",
+        "https://d1.cloudfront.net:443/video.mp4?sig=abc",
         "HTTPS://D1.CLOUDFRONT.NET/v.mp4",
     ],
 )
-def test_an_http_url_on_an_allowed_host_passes(url: str) -> None:
-    check_source(url, CDN)
+def test_an_https_url_on_an_allowed_host_passes_and_gives_the_address_to_connect_to(
+    cdn_dns: None, url: str
+) -> None:
+    assert check_source(url, CDN) == PUBLIC_IP
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("http://d1.cloudfront.net/video.mp4", "plain http"),
+        ("http://d1.cloudfront.net:8080/video.mp4?sig=abc", "plain http"),
+        ("https://d1.cloudfront.net:8443/video.mp4", "port 8443"),
+    ],
+)
+def test_plain_http_or_another_port_under_a_wildcard_is_refused_naming_the_rule(
+    cdn_dns: None, url: str, rule: str
+) -> None:
+    with pytest.raises(SourceRefusedError, match=rule) as info:
+        check_source(url, CDN)
+    assert "listed exactly in ARCHIVE_ALLOWED_HOSTS" in str(info.value)
+    assert isinstance(info.value, PermanentError)
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ def test_valid_values_are_read() -> None:
             "POLL_MAX_SECONDS": "2",
             "POLL_TIMEOUT_SECONDS": "30",
             "ARCHIVE_MAX_BYTES": "1048576",
-            "JOB_RETENTION_DAYS": "2",
+            "JOB_RETENTION_DAYS": "9",
             "ARCHIVE_BUCKET": "videos",
             "AKOOL_API_KEY": API_KEY,
         }
@@ -77,7 +77,7 @@ def test_valid_values_are_read() -> None:
     assert settings.poll_timeout_seconds == 30.0
     assert settings.archive_max_bytes == 1048576
     assert isinstance(settings.archive_max_bytes, int)
-    assert settings.job_retention_seconds == 2 * 86400
+    assert settings.job_retention_seconds == 9 * 86400
     assert settings.archive_bucket == "videos"
     assert settings.akool_api_key == Secret(API_KEY)
 
@@ -317,3 +317,22 @@ def test_a_redis_url_with_a_password_but_no_host_is_rejected_without_echoing_it(
     error = load_error({"REDIS_URL": f"redis://:{REDIS_PASSWORD}@"})
     assert "REDIS_URL" in str(error)
     assert REDIS_PASSWORD not in str(error)
+
+
+def test_a_retention_shorter_than_a_job_can_live_is_refused_naming_the_variables() -> None:
+    error = str(load_error({"JOB_RETENTION_DAYS": "1"}))
+    assert "JOB_RETENTION_DAYS" in error
+    assert "POLL_TIMEOUT_SECONDS" in error
+    assert "7-day" in error
+
+
+def test_the_shortest_retention_is_the_poll_timeout_plus_eight_days() -> None:
+    env = {"POLL_TIMEOUT_SECONDS": "86400"}
+    assert load_settings({**env, "JOB_RETENTION_DAYS": "9"}).job_retention_seconds == 9 * 86400
+    assert "JOB_RETENTION_DAYS" in str(load_error({**env, "JOB_RETENTION_DAYS": "8.9"}))
+
+
+def test_notify_allowed_hosts_default_to_any_public_host_and_are_read_lowercased() -> None:
+    assert load_settings({}).notify_allowed_hosts == ("*",)
+    hosts = load_settings({"NOTIFY_ALLOWED_HOSTS": "App.Example.com, 127.0.0.1"})
+    assert hosts.notify_allowed_hosts == ("app.example.com", "127.0.0.1")
