@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from worker import deps, messages
 from worker.jobs import Job, JobStore, new_job_id
@@ -18,14 +18,57 @@ from worker.tasks import pipeline_signature
 
 logger = logging.getLogger(__name__)
 
+# Longer URLs are refused: they are stored in every job record and sent on to Akool.
+MAX_URL_CHARS = 8192
+# At most this much of a refused value is quoted back in the error.
+ECHO_CHARS = 200
+
+
+def _is_unsafe_char(char: str) -> bool:
+    """True for whitespace of any kind and for control characters (C0, DEL, C1)."""
+    return char.isspace() or char < " " or "\x7f" <= char <= "\x9f"
+
+
+def _quoted(url: str) -> str:
+    """At most ECHO_CHARS characters of `url` for an error message, escaped by repr; nothing
+    of a value holding an "@", which may be a password."""
+    if "@" in url:
+        return "(not quoted: it may hold a password)"
+    return repr(url[:ECHO_CHARS])
+
+
+def _split(url: str) -> SplitResult | None:
+    """The URL's parts, or None when urlsplit refuses it (an unbalanced "[" in the host)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
 
 def check_url(name: str, url: str) -> None:
-    """Raise ValueError unless `url` is an http(s) URL with a host."""
+    """Raise ValueError, naming `name`, unless `url` is an http(s) URL with a host.
+
+    Refused as well: URLs over MAX_URL_CHARS characters; any whitespace (space, tab, CR, LF,
+    Unicode spaces), surrounding whitespace included, which is not stripped; control
+    characters (C0, DEL, C1); and a user name or password (`user:password@`). A URL that
+    passes is stored exactly as given. The error quotes at most ECHO_CHARS characters of the
+    value, and never a URL's credentials.
+    """
     if not isinstance(url, str):
         raise ValueError(f"{name} must be a string")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an http(s) URL with a host, got {url[:200]!r}")
+    if len(url) > MAX_URL_CHARS:
+        raise ValueError(
+            f"{name} is {len(url)} characters long; at most {MAX_URL_CHARS} are allowed"
+        )
+    if any(_is_unsafe_char(c) for c in url):
+        raise ValueError(
+            f"{name} must not contain whitespace or control characters: {_quoted(url)}"
+        )
+    parts = _split(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an http(s) URL with a host, got {_quoted(url)}")
+    if "@" in parts.netloc:
+        raise ValueError(f"{name} must not carry a user name or password (user:password@host)")
 
 
 def submit_lipsync(
@@ -41,8 +84,11 @@ def submit_lipsync(
     Workers submit it to Akool, poll it and archive it to S3. `webhook_url` goes to Akool
     as the job's webhookUrl (Akool then calls it instead of our receiver). When the job ends
     (archived or failed), `on_complete`, a Celery signature, is called with the job id first,
-    and `notify_url` receives the job record as a JSON POST. ValueError (nothing enqueued)
-    for a URL that is not http(s) with a host or an on_complete that is no signature.
+    and `notify_url` receives the job record as a JSON POST. ValueError (nothing stored or
+    enqueued) for an on_complete that is no signature or a URL that `check_url` refuses: not
+    http(s) with a host, over 8192 characters, or holding whitespace, control characters or
+    `user:password@`. Surrounding whitespace is refused too, no longer stripped: every URL is
+    stored exactly as given.
     """
     check_url("video_url", video_url)
     check_url("audio_url", audio_url)
@@ -55,11 +101,11 @@ def submit_lipsync(
     # A queued job may wait behind a long queue; the sweeper looks at it only after this.
     store.create(
         job_id,
-        video_url.strip(),
-        audio_url.strip(),
+        video_url,
+        audio_url,
         webhook_url,
         due=time.time() + QUEUED_STALL_SECONDS,
-        notify_url=notify_url.strip() if notify_url else None,
+        notify_url=notify_url,
         on_complete=callback,
     )
     try:

@@ -4,9 +4,15 @@ Akool POSTs `{"signature", "dataEncrypt", "timestamp", "nonce"}` to the `webhook
 job (shared/akool/API.md). The signature is a plain SHA-1 over the sorted fields and the
 client id (worker/webhook_crypto.py), so it proves little by itself; the payload is AES-CBC
 encrypted with the client secret. A callback is accepted only when its signature matches
-(compared in constant time), its timestamp is within WEBHOOK_MAX_AGE_SECONDS of now, its
-(nonce, timestamp) pair was not seen before (remembered in Redis) and its payload decrypts to
-a JSON object.
+(compared in constant time), its timestamp is within WEBHOOK_MAX_AGE_SECONDS of now, neither
+its (nonce, timestamp) pair nor its payload was seen before (both remembered in Redis) and its
+payload decrypts to a JSON object. Remembering the payload matters because anyone who knows
+the client id can sign a captured payload again with a fresh nonce and timestamp.
+
+A body that is not a well-formed callback is refused 400, without a traceback: only a failure
+of our own (Redis down, a bug) escapes as an exception, which the web process answers 503 so
+that Akool retries. Numbers are read as ASCII decimal only (`ascii_int`), and caller-supplied
+text is escaped before it is logged (`escape_controls`).
 
 What an accepted callback does is small and fast; the work stays on the queue:
 - status 3: the job's result URL is recorded (`archiving`) and the archive is enqueued,
@@ -19,7 +25,9 @@ WEBHOOK_POLL_MAX_SECONDS. The HTTP side is worker/web.py.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -36,6 +44,7 @@ from worker.errors import WebhookRejected
 from worker.jobs import JobStore
 from worker.settings import Settings
 from worker.status import JobStatus
+from worker.untrusted import ascii_int, escape_controls
 from worker.webhook_crypto import cipher_for, decrypt_payload, sign
 
 logger = logging.getLogger(__name__)
@@ -67,33 +76,70 @@ class Callback:
     url: str | None = None
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text holding a lone surrogate (JSON's "\\ud800"), which cannot be encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _short_text(value: Any, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise WebhookRejected(f"the callback's {name} is missing or not text", http_status=400)
     text = str(value)
-    if not text or len(text) > MAX_FIELD_CHARS:
-        raise WebhookRejected(f"the callback's {name} is empty or too long", http_status=400)
+    if not text or len(text) > MAX_FIELD_CHARS or not _is_utf8(text):
+        raise WebhookRejected(
+            f"the callback's {name} is empty, too long or not valid text", http_status=400
+        )
     return text
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; WebhookRejected (400) for anything else.
+
+    Deep nesting makes json.loads raise RecursionError, not ValueError; it is still the
+    sender's fault, not ours. Invalid UTF-8 and numbers of over 4300 digits are ValueErrors.
+    """
+    try:
+        fields = json.loads(body)
+    except (ValueError, RecursionError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise WebhookRejected("the callback body is not a JSON object", http_status=400)
+    return fields
 
 
 def read_envelope(body: bytes) -> Envelope:
     """Read the JSON body of a callback; WebhookRejected (400) when it is malformed."""
-    try:
-        fields = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        fields = None
-    if not isinstance(fields, dict):
-        raise WebhookRejected("the callback body is not a JSON object", http_status=400)
+    fields = _json_object(body)
     data = fields.get("dataEncrypt")
-    timestamp = _short_text(fields.get("timestamp"), "timestamp")
-    if not isinstance(data, str) or not data or not timestamp.isdigit():
+    timestamp = ascii_int(_short_text(fields.get("timestamp"), "timestamp"))
+    # dataEncrypt is base64: anything but ASCII in it is not Akool's.
+    if not isinstance(data, str) or not data or not data.isascii() or timestamp is None:
         raise WebhookRejected("the callback lacks dataEncrypt or a timestamp", http_status=400)
     return Envelope(
         signature=_short_text(fields.get("signature"), "signature"),
         data_encrypt=data,
-        timestamp=int(timestamp),
+        timestamp=timestamp,
         nonce=_short_text(fields.get("nonce"), "nonce"),
     )
+
+
+def payload_digest(data_encrypt: str) -> str:
+    """The sha256 hex digest of the ciphertext `dataEncrypt` carries; 400 if it is no base64.
+
+    The digest is of the decoded bytes, not of the text: base64 leaves spare bits in its last
+    character, so one ciphertext has several spellings, and a replay could pick another.
+    """
+    try:
+        raw = base64.b64decode(data_encrypt, validate=True)
+    except ValueError:  # binascii.Error is one
+        raise WebhookRejected(
+            "the callback's payload could not be decrypted", http_status=400
+        ) from None
+    return hashlib.sha256(raw).hexdigest()
 
 
 def verify_envelope(
@@ -126,32 +172,51 @@ def parse_callback(payload: Mapping[str, Any]) -> Callback:
 
 
 class Nonces(Protocol):
-    """Remembers callbacks already accepted, to refuse replays."""
+    """Remembers callbacks already accepted, by (nonce, timestamp) and by payload digest."""
 
-    def first_time(self, nonce: str, timestamp: int) -> bool: ...
+    def first_time(self, nonce: str, timestamp: int, digest: str) -> bool: ...
 
-    def forget(self, nonce: str, timestamp: int) -> None: ...
+    def forget(self, nonce: str, timestamp: int, digest: str) -> None: ...
+
+
+# KEYS[1]: the nonce's marker, KEYS[2]: the payload's. ARGV[1]: seconds to keep them.
+# Both are set only when neither exists, so a refused replay leaves no marker of its own.
+_FIRST_TIME_SCRIPT = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1
+"""
 
 
 class RedisNonces:
-    """Accepted (nonce, timestamp) pairs in Redis, kept while a replay could still be fresh."""
+    """Accepted callbacks in Redis, by (nonce, timestamp) and by payload digest, kept while a
+    replay could still be fresh."""
 
-    def __init__(self, client: redis.Redis, max_age_seconds: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        max_age_seconds: float,
+        *,
+        payload_ttl_seconds: float | None = None,
+    ) -> None:
         self._redis = client
+        self._first_time = client.register_script(_FIRST_TIME_SCRIPT)
         # A timestamp is fresh from max_age before now to max_age after: remember it that long.
         self._ttl = max(1, math.ceil(2 * max_age_seconds))
+        # Anyone can re-sign a captured payload with a fresh nonce and timestamp (the
+        # signature has no key), so payloads are remembered as long as the jobs they are about
+        # (the web process passes JOB_RETENTION_DAYS): about 100 bytes per callback.
+        self._payload_ttl = max(self._ttl, math.ceil(payload_ttl_seconds or 0))
 
-    def first_time(self, nonce: str, timestamp: int) -> bool:
-        """Remember the pair; False when it was already there (a replay)."""
-        return bool(self._redis.set(self._key(nonce, timestamp), "1", nx=True, ex=self._ttl))
+    def first_time(self, nonce: str, timestamp: int, digest: str) -> bool:
+        """Remember the callback; False when its nonce or its payload was there (a replay)."""
+        markers = [keys.webhook_nonce(nonce, timestamp), keys.webhook_payload(digest)]
+        return bool(self._first_time(keys=markers, args=[self._ttl, self._payload_ttl]))
 
-    def forget(self, nonce: str, timestamp: int) -> None:
-        """Drop the pair, so Akool's retry of a callback we could not handle is accepted."""
-        self._redis.delete(self._key(nonce, timestamp))
-
-    @staticmethod
-    def _key(nonce: str, timestamp: int) -> str:
-        return keys.webhook_nonce(nonce, timestamp)
+    def forget(self, nonce: str, timestamp: int, digest: str) -> None:
+        """Drop both markers, so Akool's retry of a callback we could not handle is accepted."""
+        self._redis.delete(keys.webhook_nonce(nonce, timestamp), keys.webhook_payload(digest))
 
 
 class CallbackHandler:
@@ -174,7 +239,8 @@ class CallbackHandler:
         """Act on the callback; return a word saying what happened (for the answer and logs)."""
         job_id = self._store.job_for_akool_id(callback.akool_id)
         if callback.type != "lipsync" or job_id is None:
-            logger.info("Webhook for Akool job %s is not one of ours", callback.akool_id)
+            akool_id = escape_controls(callback.akool_id)
+            logger.info("Webhook for Akool job %s is not one of ours", akool_id)
             return "unknown-job"
         if callback.status == 3:
             return self._completed(job_id, callback, now)
@@ -202,7 +268,8 @@ class CallbackHandler:
         )
         if self._store.claim_archive(job_id):
             self._enqueue_archive(job_id)
-        logger.info("Akool finished %s (%s), said the webhook", job_id, callback.akool_id)
+        akool_id = escape_controls(callback.akool_id)
+        logger.info("Akool finished %s (%s), said the webhook", job_id, akool_id)
         return "archiving"
 
     def _failed(self, job_id: str) -> str:
@@ -245,7 +312,8 @@ class Receiver:
         now = self._clock()
         envelope = read_envelope(body)
         verify_envelope(envelope, self._client_id, max_age_seconds=self._max_age, now=now)
-        if not self._nonces.first_time(envelope.nonce, envelope.timestamp):
+        digest = payload_digest(envelope.data_encrypt)
+        if not self._nonces.first_time(envelope.nonce, envelope.timestamp, digest):
             raise WebhookRejected("the callback was already received (replay)", http_status=401)
         payload = decrypt_payload(envelope.data_encrypt, self._client_id, self._secret)
         callback = parse_callback(payload)
@@ -254,5 +322,5 @@ class Receiver:
         except Exception:
             # Not handled: let Akool's retry of this same callback through.
             with contextlib.suppress(Exception):
-                self._nonces.forget(envelope.nonce, envelope.timestamp)
+                self._nonces.forget(envelope.nonce, envelope.timestamp, digest)
             raise

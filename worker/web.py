@@ -19,11 +19,18 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from worker import deps, logs, metrics, notify
-from worker.callbacks import CallbackHandler, HandlesCallbacks, Nonces, Receiver, RedisNonces
+from worker import deps, logs, metrics, notify, preflight
+from worker.callbacks import (
+    CallbackHandler,
+    HandlesCallbacks,
+    Nonces,
+    Receiver,
+    RedisNonces,
+)
 from worker.errors import ConfigError, WebhookKeyError, WebhookRejected
 from worker.settings import Settings
 from worker.tasks import archive
+from worker.untrusted import ascii_int, escape_controls
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +57,15 @@ def _answer(start_response: StartResponse, status: int, body: dict[str, Any]) ->
 
 
 def read_body(environ: Mapping[str, Any]) -> bytes:
-    """The request body, refusing one without a length (411) or over MAX_BODY_BYTES (413)."""
-    raw = str(environ.get("CONTENT_LENGTH") or "").strip()
-    if not raw.isdigit():
+    """The request body, refusing one without a length (411), with a length that is no ASCII
+    decimal number (400), or over MAX_BODY_BYTES (413)."""
+    # Only HTTP's own whitespace around the value: str.strip() would also drop Unicode spaces.
+    raw = str(environ.get("CONTENT_LENGTH") or "").strip(" \t")
+    if not raw:
         raise WebhookRejected("a Content-Length is required", http_status=411)
-    length = int(raw)
+    length = ascii_int(raw)
+    if length is None:
+        raise WebhookRejected("the Content-Length is not a decimal number", http_status=400)
     if length > MAX_BODY_BYTES:
         _discard(environ["wsgi.input"], min(length, MAX_DRAIN_BYTES))
         raise WebhookRejected(f"the body is over {MAX_BODY_BYTES} bytes", http_status=413)
@@ -118,7 +129,7 @@ class WebhookApp:
         try:
             outcome = self._receiver.receive(read_body(environ))
         except WebhookRejected as e:
-            logger.warning("Webhook refused (%s): %s", e.http_status, e)
+            logger.warning("Webhook refused (%s): %s", e.http_status, escape_controls(str(e)))
             return _answer(start_response, e.http_status, {"error": str(e)})
         except Exception:
             # Akool retries a callback not answered 200; polling covers it if it never does.
@@ -138,12 +149,14 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _RequestHandler(WSGIRequestHandler):
-    """Request lines go to our logger; a silent client is dropped after a timeout."""
+    """Request lines go to our logger, escaped; a silent client is dropped after a timeout."""
 
     timeout = REQUEST_TIMEOUT_SECONDS
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        logger.info("%s " + format, self.address_string(), *args)
+        """One log line per request; the request line is the client's text, so controls in it
+        are escaped (as http.server's own log_message does), or it could forge log lines."""
+        logger.info("%s %s", self.address_string(), escape_controls(format % args))
 
 
 def build_app(settings: Settings) -> WebhookApp:
@@ -157,7 +170,11 @@ def build_app(settings: Settings) -> WebhookApp:
     )
     receiver = None
     if settings.akool_client_id or settings.akool_webhook_url:
-        nonces = RedisNonces(client, settings.webhook_max_age_seconds)
+        nonces = RedisNonces(
+            client,
+            settings.webhook_max_age_seconds,
+            payload_ttl_seconds=settings.job_retention_seconds,
+        )
         receiver = _receiver(settings, nonces, handler)
     else:
         logger.warning("AKOOL_CLIENT_ID is not set: serving /metrics and /healthz only")
@@ -216,9 +233,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = deps.settings()
         logs.configure(settings.log_format)
         args = _parse_args(argv, settings)
+        preflight.check_redis_keeps_jobs(deps.redis_client())
         app = build_app(settings)
     except ConfigError as e:
-        sys.exit(f"webhook receiver: {e}")
+        sys.exit(f"lipsync web: {e}")
     serve(app, args.host, args.port)
 
 

@@ -66,7 +66,8 @@ def decrypt_payload(data_encrypt: str, client_id: str, client_secret: str) -> di
         padded = decryptor.update(raw) + decryptor.finalize()
         unpadder = padding.PKCS7(AES_BLOCK_BYTES * 8).unpadder()
         value = json.loads(unpadder.update(padded) + unpadder.finalize())
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: JSON nested too deep for the parser is no object of Akool's either.
         value = None
     if not isinstance(value, dict):
         raise WebhookRejected("the callback's payload could not be decrypted", http_status=400)

@@ -180,7 +180,12 @@ def test_a_replayed_callback_is_refused(hooked: Hooked) -> None:
 def test_a_second_completion_callback_starts_no_second_archive(hooked: Hooked) -> None:
     job_id, akool_id = hooked.submitted(video_url(seconds=600, webhook=0, **NEVER_DONE_BY_POLLING))
     assert hooked.post(hooked.callback(akool_id, 3)).json()["outcome"] == "archiving"
-    assert hooked.post(hooked.callback(akool_id, 3)).json()["outcome"] == "already-known"
+    # Akool encrypts the same payload to the same dataEncrypt: even freshly signed, a replay.
+    assert hooked.post(hooked.callback(akool_id, 3)).status_code == 401
+    url = f"{hooked.sim.base_url}/files/{akool_id}.mp4?again=1"
+    other = {"_id": akool_id, "status": 3, "type": "lipsync", "url": url}
+    answer = hooked.post(signed_callback(other, CLIENT_ID, CLIENT_SECRET))
+    assert answer.json()["outcome"] == "already-known"
 
     job = hooked.deployment.wait(job_id)
     assert job.status == "archived", job.error

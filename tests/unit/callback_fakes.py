@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from worker.callbacks import Callback, Receiver
-from worker.webhook_crypto import signed_callback
+from worker.webhook_crypto import sign, signed_callback
 
 CLIENT_ID = "test-client-id-longer-than-16"
 SECRET_128 = "0123456789abcdef"
@@ -26,19 +26,25 @@ def body_of(callback: dict[str, Any]) -> bytes:
 
 
 class MemoryNonces:
-    """RedisNonces in a set: which (nonce, timestamp) pairs were accepted."""
+    """RedisNonces in sets: the (nonce, timestamp) pairs and payload digests accepted.
+
+    As in Redis, a callback is remembered only when neither its pair nor its payload was.
+    """
 
     def __init__(self) -> None:
         self.seen: set[tuple[str, int]] = set()
+        self.payloads: set[str] = set()
 
-    def first_time(self, nonce: str, timestamp: int) -> bool:
-        if (nonce, timestamp) in self.seen:
+    def first_time(self, nonce: str, timestamp: int, digest: str) -> bool:
+        if (nonce, timestamp) in self.seen or digest in self.payloads:
             return False
         self.seen.add((nonce, timestamp))
+        self.payloads.add(digest)
         return True
 
-    def forget(self, nonce: str, timestamp: int) -> None:
+    def forget(self, nonce: str, timestamp: int, digest: str) -> None:
         self.seen.discard((nonce, timestamp))
+        self.payloads.discard(digest)
 
 
 class RecordingHandler:
@@ -72,3 +78,17 @@ def fresh(payload: dict[str, Any] = PAYLOAD, **extra: Any) -> dict[str, Any]:
     extra.setdefault("timestamp_ms", NOW_MS)
     extra.setdefault("nonce", "1529")
     return signed_callback(payload, CLIENT_ID, SECRET_128, **extra)
+
+
+def resigned(callback: dict[str, Any], *, nonce: str, timestamp_ms: int = NOW_MS) -> dict[str, Any]:
+    """The callback's dataEncrypt signed again with another nonce and timestamp.
+
+    Anyone who knows the client id can do this: Akool's signature is a SHA-1 without a key.
+    """
+    data = callback["dataEncrypt"]
+    return {
+        "signature": sign(CLIENT_ID, timestamp_ms, nonce, data),
+        "dataEncrypt": data,
+        "timestamp": timestamp_ms,
+        "nonce": nonce,
+    }

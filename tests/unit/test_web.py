@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import pytest
+
 from tests.unit.callback_fakes import RecordingHandler, body_of, fresh, receiver
+from worker import web
 from worker.web import CALLBACK_PATH, HEALTH_PATH, MAX_BODY_BYTES, WebhookApp
 
 
@@ -60,9 +64,46 @@ def test_app_wants_a_content_length() -> None:
     assert call(web_app(RecordingHandler()), "POST", CALLBACK_PATH, b"{}", length="")[0] == 411
 
 
-def test_app_answers_503_when_handling_fails_so_akool_retries() -> None:
+@pytest.mark.parametrize("length", ["\u00b2", "-1", "+2", "0x2", "2.0", "1e1", "2 2", "9" * 19])
+def test_app_answers_400_without_a_traceback_for_a_content_length_that_is_no_ascii_number(
+    length: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        status, _ = call(web_app(RecordingHandler()), "POST", CALLBACK_PATH, b"{}", length=length)
+    assert status == 400
+    assert [r for r in caplog.records if r.exc_info] == []
+
+
+MALFORMED_BODIES = {
+    "superscript-timestamp": body_of({**fresh(), "timestamp": "\u00b2"}),
+    "array-nested-30000-deep": b"[" * 30_000,
+    "object-nested-15000-deep": b'{"":' * 15_000,  # 64 KiB holds no deeper object
+    "invalid-utf-8": b'{"nonce": "\xff"}',
+    "top-level-array": b"[1, 2]",
+    "number-of-5000-digits": b'{"timestamp": ' + b"9" * 5000 + b"}",
+    "lone-surrogate-in-nonce": body_of({**fresh(), "nonce": "\ud800"}),
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_BODIES.values(), ids=MALFORMED_BODIES.keys())
+def test_app_answers_400_with_one_log_line_and_no_traceback_for_a_malformed_body(
+    body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = RecordingHandler()
+    with caplog.at_level(logging.INFO):
+        status, _ = call(web_app(handler), "POST", CALLBACK_PATH, body)
+    assert status == 400 and handler.callbacks == []
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)]
+
+
+def test_app_answers_503_when_handling_fails_so_akool_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = web_app(RecordingHandler(RuntimeError("redis down")))
-    assert call(app, "POST", CALLBACK_PATH, body_of(fresh()))[0] == 503
+    with caplog.at_level(logging.INFO):
+        assert call(app, "POST", CALLBACK_PATH, body_of(fresh()))[0] == 503
+    # A failure of our own keeps its traceback.
+    assert [r.exc_info is not None for r in caplog.records] == [True]
 
 
 def test_app_routes_only_its_two_paths() -> None:
@@ -74,3 +115,17 @@ def test_app_routes_only_its_two_paths() -> None:
 
 def test_health_says_503_when_redis_is_not_answering() -> None:
     assert call(web_app(RecordingHandler(), healthy=False), "GET", HEALTH_PATH)[0] == 503
+
+
+def test_a_request_line_with_a_newline_or_esc_is_logged_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler = web._RequestHandler.__new__(web._RequestHandler)
+    handler.client_address = ("203.0.113.9", 4711)
+    handler.requestline = "GET /x\n[2024-03-18: INFO/MainProcess] forged\x1b[2J\r HTTP/1.1"
+    with caplog.at_level(logging.INFO, logger="worker.web"):
+        handler.log_request(200, 0)
+    message = caplog.records[-1].getMessage()
+    assert not any(c in message for c in "\n\r\x1b")
+    assert "GET /x\\x0a[2024-03-18: INFO/MainProcess] forged\\x1b[2J\\x0d HTTP/1.1" in message
+    assert message.startswith("203.0.113.9 ")

@@ -76,3 +76,11 @@ def test_every_undecryptable_payload_is_refused_with_the_same_answer(data: str) 
         decrypt_payload(data, CLIENT_ID, SECRET_128)
     assert caught.value.http_status == 400
     assert str(caught.value) == "the callback's payload could not be decrypted"
+
+
+def test_a_payload_nested_too_deep_for_the_parser_is_refused_as_a_bad_request() -> None:
+    deep = b"[" * 30_000 + b"]" * 30_000
+    data = encrypt_payload(deep, CLIENT_ID, SECRET_128)
+    with pytest.raises(WebhookRejected) as caught:
+        decrypt_payload(data, CLIENT_ID, SECRET_128)
+    assert caught.value.http_status == 400
