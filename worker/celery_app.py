@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready
+from celery.signals import beat_init, worker_init, worker_ready
 
-from worker import deps, logs, metrics
+from worker import deps, logs, metrics, preflight
 from worker.errors import ConfigError
 from worker.names import (
     AKOOL_QUEUE,
@@ -171,16 +171,27 @@ def reload_settings() -> None:
 
 
 @worker_init.connect
-def _check_settings(**_: Any) -> None:
-    """Exit at start, naming the variable, when the worker lacks a setting it needs.
+def _check_worker(**_: Any) -> None:
+    """Exit at start, naming what to fix, when the worker lacks a setting it needs or its
+    Redis may evict job records.
 
     Celery logs and ignores exceptions from signal handlers, so a ConfigError raised here
     would let the worker start and fail every job; SystemExit is not caught.
     """
     try:
         get_settings().validate_for_worker()
+        preflight.check_redis_keeps_jobs(deps.redis_client())
     except ConfigError as e:
         sys.exit(f"lipsync worker: {e}")
+
+
+@beat_init.connect
+def _check_beat(**_: Any) -> None:
+    """Beat, too, refuses a Redis that may evict job records."""
+    try:
+        preflight.check_redis_keeps_jobs(deps.redis_client())
+    except ConfigError as e:
+        sys.exit(f"lipsync beat: {e}")
 
 
 @worker_ready.connect

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,15 @@ import pytest
 import redis
 
 from worker.dev.demo import procfile_argv, stored_sha256
-from worker.dev.stack import BUCKET, Process, Stack, local_stack, start_worker, wait_until
+from worker.dev.stack import (
+    BUCKET,
+    Process,
+    RedisServer,
+    Stack,
+    local_stack,
+    start_worker,
+    wait_until,
+)
 from worker.jobs import Job, JobStore
 
 JOB_TIMEOUT_SECONDS = 60.0
@@ -177,12 +186,7 @@ def deploy(stack: Stack) -> Iterator[Any]:
         deployed.stop()
 
 
-# --- a private redis-server for one module (moved from tests/conftest.py: the unit tier
-# starts no redis-server) ----------------------------------------------------------------------
-
-import tempfile  # noqa: E402
-
-from worker.dev.stack import RedisServer  # noqa: E402
+# --- a private redis-server for one module ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.integration.conftest import procfile_worker_env
 from worker.dev.demo import procfile_argv
-from worker.dev.stack import free_port
+from worker.dev.stack import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 START_TIMEOUT_SECONDS = 60
@@ -28,10 +31,10 @@ def _env(**values: str) -> dict[str, str]:
     return procfile_worker_env(keep)
 
 
-def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS
-    )
+def _run(
+    argv: list[str], env: dict[str, str], cwd: Path, timeout: float = START_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def _lines(output: str) -> list[str]:
@@ -97,3 +100,33 @@ def test_a_misspelled_setting_is_named_with_the_one_it_probably_meant(tmp_path: 
     done = _run([lipsync, "jobs"], _env(POLL_INTIAL_SECONDS="3"), tmp_path)
     assert "POLL_INTIAL_SECONDS is set but is not a lipsync-worker setting" in done.stderr
     assert "did you mean POLL_INITIAL_SECONDS?" in done.stderr
+
+
+# --- a Redis that may evict job records ---------------------------------------------------------
+
+
+@pytest.fixture
+def evicting_redis(redis_server: RedisServer) -> Iterator[str]:
+    """The module's redis-server switched to volatile-lru, and back afterwards."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.config_set("maxmemory-policy", "volatile-lru")
+    try:
+        yield redis_server.url
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.close()
+
+
+@pytest.mark.parametrize("process", ["worker", "beat", "web"])
+def test_a_process_refuses_a_redis_that_may_evict_job_records(
+    process: str, evicting_redis: str, tmp_path: Path
+) -> None:
+    argv = procfile_argv(process)
+    assert argv is not None
+    env = _env(REDIS_URL=evicting_redis, AKOOL_API_KEY="k", ARCHIVE_BUCKET="b")
+    started = time.monotonic()
+    done = _run(argv, env, tmp_path, timeout=10)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 10
+    assert "maxmemory-policy is volatile-lru" in done.stderr
+    assert "noeviction" in done.stderr

@@ -1,0 +1,60 @@
+"""Checks a process makes before it serves: is this Redis safe to keep jobs in?
+
+Job records carry a TTL (JOB_RETENTION_DAYS) and queue messages do not, so a Redis whose
+`maxmemory-policy` evicts keys with a TTL (`volatile-*`) deletes exactly the job records
+under memory pressure, and an `allkeys-*` policy may delete anything. Only `noeviction`
+keeps them: Redis then refuses writes when full, which fails loudly instead of losing jobs.
+Worker, beat and the web process refuse to start on any other policy. A managed Redis may
+refuse `CONFIG GET`; then a WARNING says what must be true, and the process goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from worker.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+SAFE_POLICY = "noeviction"
+FIX = (
+    "set 'maxmemory-policy noeviction' in redis.conf (config/redis.conf does) or run "
+    "CONFIG SET maxmemory-policy noeviction"
+)
+
+
+def eviction_policy(client: redis.Redis) -> str | None:
+    """Redis's maxmemory-policy, or None when the server will not say (CONFIG refused)."""
+    try:
+        answer = client.config_get("maxmemory-policy")
+    except redis.ResponseError:
+        return None
+    value = answer.get("maxmemory-policy") if isinstance(answer, dict) else None
+    if isinstance(value, bytes):
+        value = value.decode()
+    return value if isinstance(value, str) else None
+
+
+def check_redis_keeps_jobs(client: redis.Redis) -> None:
+    """ConfigError naming maxmemory-policy unless Redis never evicts; a WARNING when the
+    policy cannot be read or Redis cannot be reached yet."""
+    try:
+        policy = eviction_policy(client)
+    except (redis.ConnectionError, redis.TimeoutError):
+        # A process may start before Redis does; it reconnects, and is not held back here.
+        logger.warning("Redis is not reachable yet: its maxmemory-policy was not checked")
+        return
+    if policy is None:
+        logger.warning(
+            "Could not read Redis's maxmemory-policy (CONFIG GET refused): it must be %s, "
+            "or Redis may evict job records under memory pressure",
+            SAFE_POLICY,
+        )
+        return
+    if policy != SAFE_POLICY:
+        raise ConfigError(
+            f"Redis's maxmemory-policy is {policy}, which may evict job records and lose "
+            f"jobs; {FIX}"
+        )
