@@ -6,11 +6,30 @@ STAMP := $(VENV)/.installed
 STACK_ENV := .demo/stack.env
 
 .PHONY: demo stack run test lint unit integration bench redis-server clean
+.PHONY: lock docker-compose promtool
 
-$(STAMP): pyproject.toml
+# Every dependency from the lock (exact versions, hashes checked), then the project itself.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	  --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+# Regenerates the three lock files from pyproject.toml with uv, keeping the versions they
+# pin unless pyproject.toml's ranges exclude them; `make lock UPGRADE=1` takes the newest
+# versions the ranges allow. The runtime and Flower locks are constrained to the dev lock's
+# versions, so the image runs what the tests ran.
+UV_VERSION := 0.13.9
+LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	--python-platform linux --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	  uv==$(UV_VERSION)
+	$(LOCK) --extra dev --extra demo -o requirements-dev.lock
+	$(LOCK) -c requirements-dev.lock -o requirements.lock
+	$(LOCK) --extra flower -c requirements-dev.lock -o requirements-flower.lock
 
 # Tests and the demo start their own private redis-server; install it when missing.
 redis-server:
@@ -20,6 +39,31 @@ redis-server:
 	  else \
 	    echo "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server," \
 	         "macOS: brew install redis), then run this again." >&2; exit 1; \
+	  fi; }
+
+# The Sentinel failover test (tests/integration/test_sentinel.py) starts three redis-sentinel.
+.PHONY: redis-sentinel
+redis-sentinel:
+	@command -v redis-sentinel >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-sentinel; \
+	  else \
+	    echo "redis-sentinel is missing: install it (Debian/Ubuntu: sudo apt-get install" \
+	         "redis-sentinel, macOS: brew install redis), then run this again." >&2; exit 1; \
+	  fi; }
+
+# `make test` validates docker-compose.yml (docker-compose v1 needs no daemon for `config`)
+# and config/alerts.yml (promtool); install them when missing, as for redis-server.
+docker-compose: APT_PACKAGE := docker-compose
+promtool: APT_PACKAGE := prometheus
+docker-compose promtool:
+	@command -v $@ >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $(APT_PACKAGE); \
+	  else \
+	    echo "$@ is missing: install it (Debian/Ubuntu: sudo apt-get install $(APT_PACKAGE))," \
+	         "then run this again." >&2; exit 1; \
 	  fi; }
 
 demo: $(STAMP) redis-server
@@ -45,10 +89,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP) redis-server
+integration: $(STAMP) redis-server redis-sentinel
 	$(BIN)/python -m pytest -q tests/integration
 
-test: lint redis-server
+test: lint redis-server redis-sentinel docker-compose promtool
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP) redis-server

@@ -11,6 +11,7 @@ itself a site directory, so this virtualenv's editable-install finder stays inac
 
 from __future__ import annotations
 
+import email.parser
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT_SECONDS = 300
@@ -156,3 +158,55 @@ def test_the_installed_stack_finds_the_redis_config_the_wheel_installed(
     out = run([fresh_venv / "bin" / "python", "-c", code], cwd=application, env=clean_env())
     installed = fresh_venv / "share" / "lipsync-worker" / "redis.conf"
     assert Path(out.strip()).resolve() == installed.resolve()
+
+
+def test_the_wheel_ships_the_py_typed_marker_so_applications_type_check_against_it(
+    wheel: Path,
+) -> None:
+    assert "worker/py.typed" in wheel_names(wheel)
+
+
+def wheel_requirements(wheel: Path) -> list[Requirement]:
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.parser.BytesParser().parsebytes(archive.read(name))
+    return [Requirement(line) for line in metadata.get_all("Requires-Dist", [])]
+
+
+def test_the_demo_extra_brings_moto_server_with_the_range_the_dev_extra_tests(
+    wheel: Path,
+) -> None:
+    def moto(extra: str) -> Requirement:
+        (found,) = [
+            r
+            for r in wheel_requirements(wheel)
+            if r.name == "moto" and r.marker and r.marker.evaluate({"extra": extra})
+        ]
+        return found
+
+    assert moto("demo").extras == {"server"}
+    assert moto("demo").specifier == moto("dev").specifier
+
+
+def test_lipsync_demo_without_moto_says_in_one_line_which_extra_to_install(
+    fresh_venv: Path, application: Path
+) -> None:
+    # The installed package as an application that skipped the demo extra would have it.
+    code = (
+        "import sys\n"
+        "sys.modules['moto'] = None\n"
+        "from worker.cli import main\n"
+        "sys.exit(main(['demo']))\n"
+    )
+    done = subprocess.run(
+        [fresh_venv / "bin" / "python", "-c", code],
+        cwd=application,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+    )
+    assert done.returncode == 1
+    assert done.stdout == "", "the demo started something before checking"
+    (line,) = done.stderr.splitlines()
+    assert "pip install 'lipsync-worker[demo]'" in line

@@ -8,6 +8,7 @@ it is archived, then compares the sha256 of the stored object with what the simu
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shlex
 import sys
@@ -22,6 +23,10 @@ from worker.status import JobStatus
 
 DEMO_TIMEOUT_SECONDS = 120.0
 PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
+# The demo's S3 server is moto's server mode (`python -m moto.server`): moto and the web
+# framework of its server extra. None is a dependency of the runtime; the `demo` extra has them.
+DEMO_MODULES = ("moto", "flask", "flask_cors")
+DEMO_INSTALL = "pip install 'lipsync-worker[demo]'"
 
 
 def procfile_argv(name: str, procfile: Path = PROCFILE) -> list[str] | None:
@@ -46,6 +51,15 @@ def stored_sha256(s3: Any, bucket: str, key: str) -> str:
 
 def run_demo(*, size: int | None = None) -> bool:
     """Run the demo; True when the archived bytes match what the simulator served."""
+    missing = [name for name in DEMO_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"lipsync demo needs moto's S3 server ({', '.join(missing)} not installed): "
+            f"{DEMO_INSTALL}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
     print("Starting redis-server, the S3 server and the Akool simulator...", flush=True)
     with local_stack(size=size) as stack:
         worker = start_worker(stack.directory, _worker_env(stack), argv=procfile_argv("worker"))
