@@ -1,13 +1,16 @@
 """Run every benchmark and rewrite bench/RESULTS.md: `python -m bench` (or `make bench`).
 
-    python -m bench                 # all four parts, about 8 minutes on 2 cores
+    python -m bench                 # all five parts, about 8 minutes on 2 cores
     python -m bench --only 4,1      # some parts; the report goes to a temporary file then
+    python -m bench --part 5        # one part, its rows and section merged into RESULTS.md
 
-Parts run cheapest first: 4 (Akool calls per job, simulated clock), 1 (archive throughput
-and memory), 3 (engine overhead), 2 (poll capacity at 1,000 and 10,000 jobs). Everything
-runs against private local processes on loopback and is stopped at the end. The whole run
-keeps to a wall-clock budget (9 minutes by default): part 2 shortens its windows when time
-runs low.
+Parts run cheapest first: 4 (Akool calls per job, simulated clock), 5 (cost of one /metrics
+scrape with 10,000 jobs), 1 (archive throughput and memory), 3 (engine overhead), 2 (poll
+capacity at 1,000 and 10,000 jobs). `--part N` (or `--part scrape` for 5) runs part N
+alone and replaces only its goal rows and its section in bench/RESULTS.md, keeping the rest.
+Everything runs against private local processes on loopback and is stopped at the end. The
+whole run keeps to a wall-clock budget (9 minutes by default): part 2 shortens its windows
+when time runs low.
 """
 
 from __future__ import annotations
@@ -21,11 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import backoff_calls, engine, polls, report, throughput
+from bench import backoff_calls, engine, polls, report, scrape, throughput
 from bench.common import ROOT, Deadline, Section, fmt, versions
 from bench.procstat import machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
+ALL_PARTS = ("1", "2", "3", "4", "5")
+# Cheapest first, so a short budget still gets most parts.
+RUN_ORDER = ("4", "5", "1", "3", "2")
+# Names `--part` also takes.
+PART_NAMES = {"scrape": "5"}
 BUDGET_SECONDS = 9 * 60
 # Seconds part 2 needs besides its windows: stacks, seeding 10,000 jobs, warm-ups, stops.
 POLL_OVERHEAD_SECONDS = 1.0 * 60 + 2 * 55
@@ -33,7 +41,12 @@ POLL_OVERHEAD_SECONDS = 1.0 * 60 + 2 * 55
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", default="1,2,3,4", help="comma-separated parts to run")
+    parser.add_argument("--only", default=",".join(ALL_PARTS), help="comma-separated parts")
+    parser.add_argument(
+        "--part",
+        default=None,
+        help="run one part (a number, or 'scrape') and merge it into the report",
+    )
     parser.add_argument("--out", default=None, help="where to write the report")
     parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, help="seconds")
     return parser.parse_args(argv)
@@ -152,6 +165,8 @@ def _summary(parts: dict[str, Section]) -> list[list[str]]:
                 _verdict(raw["ratio"] >= 0.5, f"{raw['ratio']:.2f} x"),
             ]
         )
+    if "5" in parts:
+        rows += scrape.summary_rows(parts["5"].raw)
     if "4" in parts:
         raw = parts["4"].raw
         for duration in (300.0, 1800.0):
@@ -184,6 +199,8 @@ def _verdict(ok: bool, detail: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.part is not None:
+        return _one_part(PART_NAMES.get(args.part, args.part), args)
     only = {p.strip() for p in args.only.split(",") if p.strip()}
     deadline = Deadline(args.budget)
     started_at = dt.datetime.now(dt.UTC)
@@ -200,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parts: dict[str, Section] = {}
     skipped: list[str] = []
     try:
-        for part in ("4", "1", "3", "2"):
+        for part in RUN_ORDER:
             if part not in only:
                 skipped.append(f"part {part} (not asked for)")
                 continue
@@ -210,16 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - started
-    everything = only == {"1", "2", "3", "4"}
+    everything = only == set(ALL_PARTS)
     text = report.render(
-        [parts[p] for p in ("1", "2", "3", "4") if p in parts],
+        [parts[p] for p in ALL_PARTS if p in parts],
         started=started_at,
         seconds=seconds,
         machine=machine_info,
         versions=versions(),
         summary=_summary(parts),
-        command="python -m bench"
-        + ("" if only == {"1", "2", "3", "4"} else f" --only {args.only}"),
+        command="python -m bench" + ("" if everything else f" --only {args.only}"),
         skipped=skipped,
     )
     out = Path(args.out) if args.out else None
@@ -234,11 +250,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _one_part(part: str, args: argparse.Namespace) -> int:
+    """Run one part and merge its goal rows and section into the report (--part)."""
+    if part not in ALL_PARTS:
+        print(f"bench: no part {part!r} (parts: {', '.join(ALL_PARTS)}, scrape)", file=sys.stderr)
+        return 2
+    started_at = dt.datetime.now(dt.UTC)
+    out = Path(args.out) if args.out else RESULTS
+    work = Path(tempfile.mkdtemp(prefix="lipsync-bench-"))
+    try:
+        section = _run_part(part, work, Deadline(args.budget))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = report.merge(
+        out.read_text(),
+        section,
+        _summary({part: section}),
+        command=f"python -m bench --part {args.part}",
+        started=started_at,
+    )
+    out.write_text(text)
+    print(f"bench: merged part {part} into {out} ({fmt(section.seconds, 0)} s)", flush=True)
+    return 0
+
+
 def _run_part(part: str, work: Path, deadline: Deadline) -> Section:
     directory = work / f"part{part}"
     directory.mkdir()
     if part == "4":
         return backoff_calls.run()
+    if part == "5":
+        return scrape.run(directory)
     if part == "1":
         return throughput.run(directory)
     if part == "3":

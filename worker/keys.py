@@ -39,6 +39,12 @@ METRICS_AKOOL_CALLS = PREFIX + "metrics:akool_calls"
 METRICS_ARCHIVE = PREFIX + "metrics:archive"
 METRICS_LAG = PREFIX + "metrics:completion_to_archived"
 METRICS_CORRUPT = PREFIX + "metrics:corrupt_records"
+# Jobs by status (a hash: status -> count), kept by the scripts that create and move jobs,
+# so a scrape reads one hash instead of every record.
+METRICS_JOBS_BY_STATUS = PREFIX + "metrics:jobs_by_status"
+# Jobs Akool finished whose video is not archived yet, by when Akool finished them (a
+# sorted set, kept by the same scripts): its head is the oldest unarchived finished video.
+UNARCHIVED = PREFIX + "unarchived"
 
 
 def job(job_id: str) -> str:

@@ -17,6 +17,7 @@ from celery.signals import setup_logging, task_postrun, task_prerun
 
 from worker.jobs import is_job_id
 from worker.settings import get_settings
+from worker.untrusted import escape_controls
 
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(job_prefix)s%(message)s"
@@ -29,6 +30,20 @@ class JobIdFilter(logging.Filter):
         job_id = current_job.get()
         record.job_id = job_id
         record.job_prefix = f"[job {job_id}] " if job_id else ""
+        return True
+
+
+class EscapeControls(logging.Filter):
+    """Escapes control characters in a record's message, for a library's logger whose
+    messages may quote a client's text (waitress logs a request's path): in text format a
+    newline in it would forge a log line. The traceback, if any, is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: logging reports it at emit time
+            return True
+        record.msg, record.args = escape_controls(message), None
         return True
 
 

@@ -1,9 +1,17 @@
 """Fleet-wide metrics in Prometheus format.
 
 Counters live in Redis (a few hashes), so every worker process adds to the same numbers and
-any one process can serve them: the web process at `/metrics`, and a worker when
-`METRICS_PORT` is set. No Prometheus multiprocess directory is needed. Recording is best
-effort: a metric that cannot be written never fails a job.
+any one process can serve them: the web process and each worker serve `/metrics` on
+`METRICS_PORT` when it is set, a private port (never the web process's public $PORT). No
+Prometheus multiprocess directory is needed. Recording is best effort: a metric that cannot
+be written never fails a job.
+
+A scrape costs a bounded number of Redis commands, whatever the number of jobs: the job
+counts by status and the set of unarchived finished videos are kept by the Lua scripts that
+move jobs (worker/job_scripts.py), and everything is read in one pipelined round trip
+(SCRAPE_COMMANDS commands), then EXISTS on the record at the head of the unarchived set; a
+dead head (its record expired) costs a ZREM and a ZRANGE more, at most UNARCHIVED_PROBES
+times a scrape.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -22,18 +31,24 @@ from prometheus_client.core import (
     Metric,
 )
 
-from worker import keys
-from worker.jobs import JobStore
+from worker import job_scripts, keys
+from worker.names import QUEUES
 from worker.status import JobStatus
-from worker.sweeper import at_risk
+from worker.sweeper import AT_RISK_SECONDS
 
 logger = logging.getLogger(__name__)
 
 # Seconds from Akool finishing to the video being in S3: from "at once" to "a day late".
 LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0)
-# Jobs by status are counted over the newest jobs only, so a scrape stays cheap.
-STATUS_SCAN_LIMIT = 10_000
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The field the one-time count of existing jobs leaves in the counts hash (job_scripts).
+COUNTED_SINCE_FIELD = b"counted_since"
+# Dead heads of the unarchived set (records expired) a scrape drops before giving up.
+UNARCHIVED_PROBES = 3
+# Commands in a scrape's one pipeline: 4 hashes, the corrupt counter, the at-risk count, the
+# unarchived head and one LLEN per queue.
+SCRAPE_COMMANDS = 7 + len(QUEUES)
+# A poll loop waits on its countdown in these statuses (one loop per job).
+POLLING_STATUSES = (JobStatus.SUBMITTED, JobStatus.PROCESSING)
 
 
 class Metrics:
@@ -75,112 +90,195 @@ class Metrics:
             logger.debug("metric not recorded: Redis unavailable")
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What one scrape read from Redis."""
+
+    jobs: dict[str, int]
+    akool_calls: dict[bytes, bytes]
+    archive: dict[str, float]
+    lag: dict[str, float]
+    corrupt: float
+    at_risk: int
+    oldest_unarchived_age: float
+    queues: dict[str, int]
+
+
 class FleetCollector:
-    """A Prometheus collector reading the fleet's state from Redis at scrape time."""
+    """A Prometheus collector reading the fleet's state from Redis at scrape time, in a
+    bounded number of commands."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        self._count_jobs = client.register_script(job_scripts.COUNT_JOBS)
 
     def collect(self) -> Iterator[Metric]:
         """Read the fleet's state once per scrape."""
-        store = JobStore(self._redis, retention_seconds=1)
-        yield self._jobs_by_status()
-        yield from self._akool_calls()
-        yield from self._archive()
-        yield self._lag()
-        yield from self._risk(store)
-        yield self._corrupt()
+        snapshot = self.read(time.time())
+        yield _jobs_by_status(snapshot.jobs)
+        yield _polls_waiting(snapshot.jobs)
+        yield _queue_lengths(snapshot.queues)
+        yield _akool_calls(snapshot.akool_calls)
+        yield from _archive(snapshot.archive)
+        yield _lag(snapshot.lag)
+        yield from _risk(snapshot)
+        yield _corrupt(snapshot.corrupt)
 
-    def _jobs_by_status(self) -> Metric:
-        family = GaugeMetricFamily(
-            "lipsync_jobs", "Jobs by status (newest jobs, up to 10,000)", labels=["status"]
-        )
-        ids = [i.decode() for i in self._redis.zrevrange(keys.JOBS_INDEX, 0, STATUS_SCAN_LIMIT - 1)]
-        pipe = self._redis.pipeline()
-        for job_id in ids:
-            pipe.hget(keys.job(job_id), "status")
-        counts = dict.fromkeys((s.value for s in JobStatus), 0)
-        # A record of another type answers an error in its place; it is simply not counted.
-        for status in pipe.execute(raise_on_error=False) if ids else []:
-            text = status.decode(errors="replace") if isinstance(status, bytes) else None
-            if text in counts:
-                counts[text] += 1
-        for status, count in counts.items():
-            family.add_metric([status], count)
-        return family
-
-    def _akool_calls(self) -> Iterator[Metric]:
-        calls = CounterMetricFamily(
-            "lipsync_akool_calls",
-            "Calls to Akool by endpoint and outcome",
-            labels=["endpoint", "outcome"],
-        )
-        for field, value in self._redis.hgetall(keys.METRICS_AKOOL_CALLS).items():
-            endpoint, _, outcome = field.decode().partition("|")
-            calls.add_metric([endpoint, outcome], int(value))
-        yield calls
-
-    def _archive(self) -> Iterator[Metric]:
-        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(keys.METRICS_ARCHIVE).items()}
-        yield CounterMetricFamily(
-            "lipsync_archive_bytes", "Bytes copied into S3", value=raw.get("bytes", 0.0)
-        )
-        yield CounterMetricFamily(
-            "lipsync_archive_seconds",
-            "Seconds spent copying into S3",
-            value=raw.get("seconds", 0.0),
-        )
-        yield CounterMetricFamily(
-            "lipsync_archives", "Videos archived", value=raw.get("count", 0.0)
+    def read(self, now: float) -> Snapshot:
+        """Everything a scrape shows, in one pipelined round trip (plus, once per Redis, the
+        count of jobs written before counts were kept, and rarely a dead head to drop)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(keys.METRICS_JOBS_BY_STATUS)
+        pipe.hgetall(keys.METRICS_AKOOL_CALLS)
+        pipe.hgetall(keys.METRICS_ARCHIVE)
+        pipe.hgetall(keys.METRICS_LAG)
+        pipe.get(keys.METRICS_CORRUPT)
+        # Archived jobs leave the expiry set, so what it holds up to a day ahead is at risk.
+        pipe.zcount(keys.EXPIRY, "-inf", now + AT_RISK_SECONDS)
+        pipe.zrange(keys.UNARCHIVED, 0, 0, withscores=True)
+        for queue in QUEUES:
+            pipe.llen(queue)
+        counts, calls, archive, lag, corrupt, at_risk, head, *lengths = pipe.execute()
+        if COUNTED_SINCE_FIELD not in counts:
+            counts, head = self._count_existing_jobs(now)
+        return Snapshot(
+            jobs=_job_counts(counts),
+            akool_calls=calls,
+            archive=_floats(archive),
+            lag=_floats(lag),
+            corrupt=_number(corrupt) or 0.0,
+            at_risk=int(at_risk),
+            oldest_unarchived_age=self._oldest_unarchived_age(head, now),
+            queues=dict(zip(QUEUES, (int(n) for n in lengths), strict=True)),
         )
 
-    def _lag(self) -> Metric:
-        raw = {k.decode(): float(v) for k, v in self._redis.hgetall(keys.METRICS_LAG).items()}
-        buckets = [(f"{b:g}", raw.get(f"le_{b:g}", 0.0)) for b in LAG_BUCKETS]
-        buckets.append(("+Inf", raw.get("count", 0.0)))
-        return HistogramMetricFamily(
-            "lipsync_completion_to_archived_seconds",
-            "Seconds from Akool finishing a job to its video stored in S3",
-            buckets=buckets,
-            sum_value=raw.get("sum", 0.0),
-        )
+    def _count_existing_jobs(self, now: float) -> tuple[dict[bytes, bytes], Any]:
+        """Count the jobs by status and fill the unarchived set, once (a Redis from before
+        they were kept); the counts and the set's head, read again."""
+        statuses = [s.value for s in JobStatus]
+        names = [keys.METRICS_JOBS_BY_STATUS, keys.JOBS_INDEX, keys.UNARCHIVED]
+        if self._count_jobs(keys=names, args=[keys.JOB_PREFIX, repr(now), *statuses]):
+            logger.info("Counted the jobs by status once; from now on they are kept as they move")
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(keys.METRICS_JOBS_BY_STATUS)
+        pipe.zrange(keys.UNARCHIVED, 0, 0, withscores=True)
+        counts, head = pipe.execute()
+        return counts, head
 
-    def _risk(self, store: JobStore) -> Iterator[Metric]:
-        now = time.time()
-        risky = at_risk(store, now=now)
-        yield GaugeMetricFamily(
-            "lipsync_jobs_at_risk",
-            "Jobs not archived whose video Akool deletes within 24 h",
-            value=len(risky),
-        )
-        yield GaugeMetricFamily(
-            "lipsync_oldest_unarchived_finished_video_age_seconds",
-            "Age of the oldest video Akool finished that is not archived yet",
-            value=self._oldest_unarchived_age(now),
-        )
+    def _oldest_unarchived_age(self, head: list[tuple[bytes, float]], now: float) -> float:
+        """Seconds since Akool finished the oldest video not archived yet (0 when none).
 
-    def _oldest_unarchived_age(self, now: float) -> float:
-        """Scan the expiry index (oldest first, bounded) for a finished, unarchived video."""
-        for raw_id in self._redis.zrange(keys.EXPIRY, 0, 999):
-            completed = _number(self._hget(keys.job(raw_id.decode()), "completed_ts"))
-            if completed is not None:
+        The set's members leave it when archived; a record that expired first (a failed job
+        kept for its video, JOB_RETENTION_DAYS later) is dropped here, a few at most a scrape.
+        """
+        for _ in range(UNARCHIVED_PROBES):
+            if not head:
+                return 0.0
+            job_id, completed = head[0]
+            if self._redis.exists(keys.job(job_id.decode())):
                 return max(0.0, now - completed)
+            self._redis.zrem(keys.UNARCHIVED, job_id)
+            head = self._redis.zrange(keys.UNARCHIVED, 0, 0, withscores=True)
         return 0.0
 
-    def _hget(self, key: str, field: str) -> bytes | None:
-        """One field, or None when the key is missing or holds another type."""
-        try:
-            value = self._redis.hget(key, field)
-        except redis.ResponseError:
-            return None
-        return value if isinstance(value, bytes) else None
 
-    def _corrupt(self) -> Metric:
-        return CounterMetricFamily(
-            "lipsync_corrupt_records",
-            "Job records found unreadable (partial, garbage or another type) and skipped",
-            value=_number(self._redis.get(keys.METRICS_CORRUPT)) or 0.0,
-        )
+def _job_counts(raw: dict[bytes, bytes]) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in JobStatus), 0)
+    for field, value in raw.items():
+        name = field.decode(errors="replace")
+        if name in counts:
+            counts[name] = int(value)
+    return counts
+
+
+def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def _jobs_by_status(counts: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(
+        "lipsync_jobs",
+        "Jobs by status, counted as they move (archived and failed: every job that ended so)",
+        labels=["status"],
+    )
+    for status, count in counts.items():
+        family.add_metric([status], count)
+    return family
+
+
+def _polls_waiting(counts: dict[str, int]) -> Metric:
+    return GaugeMetricFamily(
+        "lipsync_polls_waiting",
+        "Polls waiting for their countdown: one per job submitted to Akool and not done there",
+        value=sum(counts[s.value] for s in POLLING_STATUSES),
+    )
+
+
+def _queue_lengths(lengths: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(
+        "lipsync_queue_length",
+        "Messages waiting in each Celery queue for a worker to take them",
+        labels=["queue"],
+    )
+    for queue, length in lengths.items():
+        family.add_metric([queue], length)
+    return family
+
+
+def _akool_calls(raw: dict[bytes, bytes]) -> Metric:
+    calls = CounterMetricFamily(
+        "lipsync_akool_calls",
+        "Calls to Akool by endpoint and outcome",
+        labels=["endpoint", "outcome"],
+    )
+    for field, value in raw.items():
+        endpoint, _, outcome = field.decode().partition("|")
+        calls.add_metric([endpoint, outcome], int(value))
+    return calls
+
+
+def _archive(raw: dict[str, float]) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        "lipsync_archive_bytes", "Bytes copied into S3", value=raw.get("bytes", 0.0)
+    )
+    yield CounterMetricFamily(
+        "lipsync_archive_seconds",
+        "Seconds spent copying into S3",
+        value=raw.get("seconds", 0.0),
+    )
+    yield CounterMetricFamily("lipsync_archives", "Videos archived", value=raw.get("count", 0.0))
+
+
+def _lag(raw: dict[str, float]) -> Metric:
+    buckets = [(f"{b:g}", raw.get(f"le_{b:g}", 0.0)) for b in LAG_BUCKETS]
+    buckets.append(("+Inf", raw.get("count", 0.0)))
+    return HistogramMetricFamily(
+        "lipsync_completion_to_archived_seconds",
+        "Seconds from Akool finishing a job to its video stored in S3",
+        buckets=buckets,
+        sum_value=raw.get("sum", 0.0),
+    )
+
+
+def _risk(snapshot: Snapshot) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "lipsync_jobs_at_risk",
+        "Jobs not archived whose video Akool deletes within 24 h",
+        value=snapshot.at_risk,
+    )
+    yield GaugeMetricFamily(
+        "lipsync_oldest_unarchived_finished_video_age_seconds",
+        "Age of the oldest video Akool finished that is not archived yet",
+        value=snapshot.oldest_unarchived_age,
+    )
+
+
+def _corrupt(value: float) -> Metric:
+    return CounterMetricFamily(
+        "lipsync_corrupt_records",
+        "Job records found unreadable (partial, garbage or another type) and skipped",
+        value=value,
+    )
 
 
 def _number(raw: bytes | None) -> float | None:
@@ -198,9 +296,16 @@ def render(client: redis.Redis) -> bytes:
     return generate_latest(registry)
 
 
-def serve(client: redis.Redis, port: int) -> None:
-    """Serve /metrics on `port` from a daemon thread (for workers with METRICS_PORT)."""
+def serve(client: redis.Redis, port: int, addr: str = "0.0.0.0") -> bool:  # noqa: S104
+    """Serve /metrics on `addr`:`port` from a daemon thread (METRICS_PORT: a private port, for
+    Prometheus on the internal network). False, logged as an error, when the port is taken:
+    the process goes on with its real work."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(client))
-    start_http_server(port, addr="0.0.0.0", registry=registry)  # noqa: S104 - scraped remotely
-    logger.info("Serving metrics on port %d", port)
+    try:
+        start_http_server(port, addr=addr, registry=registry)
+    except OSError as e:
+        logger.error("METRICS_PORT %d cannot be served (%s): no /metrics here", port, e)
+        return False
+    logger.info("Serving metrics on %s:%d", addr, port)
+    return True

@@ -44,6 +44,11 @@ def test_worker_serves_fleet_metrics_after_jobs(deploy) -> None:
     assert sample(text, "lipsync_archives_total") == 1
     assert sample(text, "lipsync_completion_to_archived_seconds_count") == 1
     assert sample(text, "lipsync_jobs_at_risk") == 0
+    assert sample(text, "lipsync_oldest_unarchived_finished_video_age_seconds") == 0
+    # Both jobs ended: no poll waits, and the worker left nothing in its queues.
+    assert sample(text, "lipsync_polls_waiting") == 0
+    assert sample(text, "lipsync_queue_length", queue="lipsync.akool") == 0
+    assert sample(text, "lipsync_queue_length", queue="lipsync.archive") == 0
 
 
 def test_akool_errors_are_counted_by_code(deploy) -> None:

@@ -7,9 +7,11 @@ the callback can explain a job that completes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -34,11 +36,25 @@ NEVER_DONE_BY_POLLING = {"polls": 1000}
 class Hooked:
     """A deployment whose Akool (an in-process simulator) calls back our receiver."""
 
-    def __init__(self, deployment: Deployment, sim: Simulator, receiver: Process, url: str):
+    def __init__(
+        self,
+        deployment: Deployment,
+        sim: Simulator,
+        receiver: Process,
+        url: str,
+        metrics_port: int,
+    ):
         self.deployment = deployment
         self.sim = sim
         self.receiver = receiver
         self.url = url
+        # The web process's private metrics port (METRICS_PORT), on loopback.
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    @property
+    def port(self) -> int:
+        """The web process's public port ($PORT)."""
+        return urlsplit(self.url).port or 0
 
     def post(self, body: dict[str, Any]) -> requests.Response:
         return requests.post(self.url, json=body, timeout=10)
@@ -79,13 +95,15 @@ def start_receiver(stack: Stack, env: dict[str, str], port: int) -> Process:
     return process
 
 
-@pytest.fixture(scope="module")
-def hooked(stack: Stack) -> Iterator[Hooked]:
+@contextlib.contextmanager
+def hooked_deployment(stack: Stack) -> Iterator[Hooked]:
+    """A simulator, a worker and the Procfile's web process (with METRICS_PORT) wired
+    together on loopback; all stopped at the end."""
     config = SimulatorConfig(
         api_key=SIM_API_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, default_size=SIZE
     )
     sim = Simulator(config).start()
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
     deployment = _deploy(
         stack,
@@ -96,12 +114,20 @@ def hooked(stack: Stack) -> Iterator[Hooked]:
         POLL_INITIAL_SECONDS="30",
         POLL_MAX_SECONDS="60",
     )
-    env = procfile_worker_env(dict(deployment.env, PORT=str(port)))
-    receiver = start_receiver(stack, env, port)
-    yield Hooked(deployment, sim, receiver, url)
-    receiver.stop()
-    deployment.stop()
-    sim.stop()
+    web_env = dict(deployment.env, PORT=str(port), METRICS_PORT=str(metrics_port))
+    receiver = start_receiver(stack, procfile_worker_env(web_env), port)
+    try:
+        yield Hooked(deployment, sim, receiver, url, metrics_port)
+    finally:
+        receiver.stop()
+        deployment.stop()
+        sim.stop()
+
+
+@pytest.fixture(scope="module")
+def hooked(stack: Stack) -> Iterator[Hooked]:
+    with hooked_deployment(stack) as running:
+        yield running
 
 
 def test_completion_callback_archives_the_job_without_waiting_for_a_poll(
@@ -211,13 +237,25 @@ def test_health_answers_ok_while_redis_is_reachable(hooked: Hooked) -> None:
     assert answer.json() == {"ok": True}
 
 
-def test_the_web_process_serves_fleet_metrics_after_a_job(hooked: Hooked) -> None:
+def test_the_web_process_serves_fleet_metrics_on_metrics_port_after_a_job(
+    hooked: Hooked,
+) -> None:
     video = video_url(seconds=1, polls=1000)
     job_id, _ = hooked.submitted(video)
     assert hooked.deployment.wait(job_id).status == "archived"
 
-    text = requests.get(hooked.url.replace(CALLBACK_PATH, "/metrics"), timeout=10).text
+    text = requests.get(hooked.metrics_url, timeout=10).text
 
     assert 'lipsync_jobs{status="archived"}' in text
     assert 'lipsync_akool_calls_total{endpoint="submit",outcome="ok"}' in text
     assert "lipsync_completion_to_archived_seconds_bucket" in text
+    assert 'lipsync_queue_length{queue="lipsync.akool"}' in text
+    assert 'lipsync_queue_length{queue="lipsync.archive"}' in text
+    assert "lipsync_polls_waiting " in text
+
+
+def test_the_public_port_answers_metrics_404(hooked: Hooked) -> None:
+    answer = requests.get(hooked.url.replace(CALLBACK_PATH, "/metrics"), timeout=10)
+
+    assert answer.status_code == 404
+    assert "lipsync_" not in answer.text

@@ -1,14 +1,20 @@
-"""Tests of worker.web's WSGI app without a network: routes, limits and answers."""
+"""Tests of worker.web without a network: the WSGI app's routes, limits and answers, and the
+pieces of its waitress server (access log, request deadline, body limit, waitress's logs)."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import threading
+import time
+from types import SimpleNamespace
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+from waitress.adjustments import Adjustments
+from waitress.parser import HTTPRequestParser
 
 from tests.unit.callback_fakes import RecordingHandler, body_of, fresh, receiver
 from worker import web
@@ -106,10 +112,12 @@ def test_app_answers_503_when_handling_fails_so_akool_retries(
     assert [r.exc_info is not None for r in caplog.records] == [True]
 
 
-def test_app_routes_only_its_two_paths() -> None:
+def test_app_routes_only_its_two_paths_and_not_metrics() -> None:
     app = web_app(RecordingHandler())
     assert call(app, "GET", CALLBACK_PATH)[0] == 405
     assert call(app, "GET", "/other")[0] == 404
+    # /metrics is served on METRICS_PORT, a private port, never on the public $PORT.
+    assert call(app, "GET", "/metrics")[0] == 404
     assert call(app, "GET", HEALTH_PATH) == (200, {"ok": True})
 
 
@@ -117,15 +125,101 @@ def test_health_says_503_when_redis_is_not_answering() -> None:
     assert call(web_app(RecordingHandler(), healthy=False), "GET", HEALTH_PATH)[0] == 503
 
 
+def answered(path: str, *, command: str | None = "GET", query: str = "") -> Any:
+    """A waitress task as it is once answered: its request, client, status and bytes."""
+    request = SimpleNamespace(command=command, path=path, query=query, version="1.1")
+    channel = SimpleNamespace(addr=("203.0.113.9", 4711))
+    return SimpleNamespace(
+        request=request,
+        channel=channel,
+        status="200 OK",
+        content_bytes_written=12,
+        start_time=time.time() - 0.005,
+    )
+
+
 def test_a_request_line_with_a_newline_or_esc_is_logged_escaped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    handler = web._RequestHandler.__new__(web._RequestHandler)
-    handler.client_address = ("203.0.113.9", 4711)
-    handler.requestline = "GET /x\n[2024-03-18: INFO/MainProcess] forged\x1b[2J\r HTTP/1.1"
+    task = answered("/x\n[2024-03-18: INFO/MainProcess] forged\x1b[2J\r")
     with caplog.at_level(logging.INFO, logger="worker.web"):
-        handler.log_request(200, 0)
+        web.log_access(task)
     message = caplog.records[-1].getMessage()
     assert not any(c in message for c in "\n\r\x1b")
-    assert "GET /x\\x0a[2024-03-18: INFO/MainProcess] forged\\x1b[2J\\x0d HTTP/1.1" in message
+    assert (
+        '"GET /x\\x0a[2024-03-18: INFO/MainProcess] forged\\x1b[2J\\x0d HTTP/1.1" 200 12' in message
+    )
     assert message.startswith("203.0.113.9 ")
+
+
+def test_a_request_too_broken_to_parse_is_logged_as_a_dash() -> None:
+    client, line, status, size, _ = web.access_line(answered("", command=None))
+    assert (client, line, status, size) == ("203.0.113.9", "-", "200", "12")
+
+
+def test_waitress_log_lines_are_ours_with_controls_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    web.route_server_logs()
+    library = logging.getLogger("waitress")
+    with caplog.at_level(logging.INFO):
+        library.info("Client disconnected while serving %s", "/x\nforged line")
+        library.debug("not worth a line")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Client disconnected while serving /x\\x0aforged line"
+    ]
+    assert library.handlers == [] and library.propagate
+    assert logging.getLogger("waitress.queue").level == logging.WARNING
+
+
+def test_waitress_takes_a_body_of_64_kib_and_refuses_one_byte_more() -> None:
+    adjustments = Adjustments(**web.WAITRESS_SETTINGS)
+
+    def parsed(length: int) -> HTTPRequestParser:
+        parser = HTTPRequestParser(adjustments)
+        parser.received(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length)
+        return parser
+
+    assert parsed(MAX_BODY_BYTES).error is None
+    assert parsed(MAX_BODY_BYTES + 1).error.code == 413
+
+
+def deadline_channel() -> Any:
+    """A connection without a socket: just what receiving a request needs."""
+    channel = object.__new__(web._DeadlineChannel)
+    tasks: list[Any] = []
+    channel.adj = Adjustments(**web.WAITRESS_SETTINGS)
+    channel.server = SimpleNamespace(add_task=tasks.append)
+    channel.requests, channel.requests_lock = [], threading.Lock()
+    channel.tasks = tasks
+    return channel
+
+
+def test_a_request_is_late_once_it_arrives_for_longer_than_its_deadline() -> None:
+    channel = deadline_channel()
+    assert not channel.late(time.monotonic())
+
+    channel.received(b"POST /webhooks/akool HTTP/1.1\r\nContent-Length: 2\r\n\r\n{")
+
+    now = time.monotonic()
+    assert channel.in_flight()
+    assert not channel.late(now)
+    assert channel.late(now + web.REQUEST_DEADLINE_SECONDS + 0.1)
+
+
+def test_a_request_that_arrived_whole_is_never_late() -> None:
+    channel = deadline_channel()
+    channel.received(b"POST /webhooks/akool HTTP/1.1\r\nContent-Length: 2\r\n\r\n{")
+    channel.received(b"}")
+
+    assert channel.request is None and len(channel.tasks) == 1
+    assert not channel.late(time.monotonic() + 10 * web.REQUEST_DEADLINE_SECONDS)
+
+
+def test_the_bounds_keep_slow_clients_from_threads_and_drop_a_5_s_trickle() -> None:
+    # A client sending a byte every 5 s is silent longer than the idle timeout.
+    assert web.IDLE_TIMEOUT_SECONDS < 5
+    assert web.WAITRESS_SETTINGS["threads"] == web.SERVER_THREADS < web.MAX_THREADS
+    # The 300 slow clients of the measurement fit, with room for real traffic.
+    assert web.CONNECTION_LIMIT > 300
+    assert web.WAITRESS_SETTINGS["ident"] == ""
