@@ -12,12 +12,14 @@ from typing import Any
 import boto3
 import redis
 from botocore.config import Config
+from redis.sentinel import Sentinel
 
 from worker.akool import AkoolClient
 from worker.archive import UPLOAD_CONCURRENCY, Archiver
 from worker.jobs import JobStore
 from worker.metrics import Metrics
 from worker.ratelimit import RequestBudget
+from worker.redis_url import RedisSentinel
 from worker.settings import Settings, get_settings
 
 # A Redis call that hangs longer than this is treated as an outage (StoreUnavailable).
@@ -31,23 +33,74 @@ def settings() -> Settings:
     return get_settings()
 
 
+# Every connection to a Redis server, whether named by REDIS_URL or found through Sentinel.
+REDIS_CONNECTION_OPTIONS: dict[str, Any] = {
+    "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+    "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+    "socket_keepalive": True,
+    "health_check_interval": REDIS_HEALTH_CHECK_SECONDS,
+    "retry_on_timeout": True,
+}
+
+
 @functools.cache
 def redis_client() -> redis.Redis:
-    """The Redis client for job records."""
-    return redis.Redis.from_url(
-        settings().redis_url,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_keepalive=True,
-        health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
-        retry_on_timeout=True,
+    """The Redis client of the job store, the request budget, the outbox, the webhook
+    receiver and the metrics: through Sentinel when REDIS_URL is a sentinel:// URL."""
+    s = settings()
+    if s.redis_sentinel is not None:
+        return sentinel_master(s.redis_sentinel)
+    return redis.Redis.from_url(s.redis_url, **REDIS_CONNECTION_OPTIONS)
+
+
+def sentinel_connection_options(sentinel: RedisSentinel) -> dict[str, Any]:
+    """How to connect to the sentinels themselves: bounded like any Redis connection (a
+    sentinel that hangs is skipped for the next), with their own password if they have one."""
+    options: dict[str, Any] = {
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+    }
+    if sentinel.sentinel_password is not None:
+        options["password"] = sentinel.sentinel_password
+    return options
+
+
+def sentinel_transport_options(sentinel: RedisSentinel) -> dict[str, Any]:
+    """The transport options that point kombu's broker and Celery's result backend at the
+    master the sentinels name (both take these names, see kombu's SentinelChannel)."""
+    return {
+        "master_name": sentinel.master,
+        "sentinel_kwargs": sentinel_connection_options(sentinel),
+    }
+
+
+def sentinel_master(sentinel: RedisSentinel) -> redis.Redis:
+    """A client of the master the sentinels name now.
+
+    Its pool asks the sentinels for the master's address at every new connection, so after
+    a failover connections to the old master fail (StoreUnavailable to the job store, a
+    transient error that is retried) and the next ones reach the promoted replica; a
+    connection that finds it reached a demoted master drops itself (ConnectionError too).
+    """
+    sentinels = Sentinel(
+        list(sentinel.addresses),
+        sentinel_kwargs=sentinel_connection_options(sentinel),
+        **REDIS_CONNECTION_OPTIONS,
+    )
+    return sentinels.master_for(
+        sentinel.master, db=sentinel.db, username=sentinel.username, password=sentinel.password
     )
 
 
 @functools.cache
 def job_store() -> JobStore:
     """The job record store."""
-    return JobStore(redis_client(), retention_seconds=settings().job_retention_seconds)
+    s = settings()
+    # Behind Sentinel a replica may become the master: a submit claim must reach one first.
+    replicas = 1 if s.redis_sentinel is not None else 0
+    return JobStore(
+        redis_client(), retention_seconds=s.job_retention_seconds, claim_replicas=replicas
+    )
 
 
 def metrics() -> Metrics:

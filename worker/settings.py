@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker.errors import ConfigError
+from worker.redis_url import RedisSentinel, check_options, is_sentinel, parse_sentinels
 from worker.untrusted import ascii_int
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class Settings:
     """Validated configuration of the whole service."""
 
     redis_url: str = field(default=REDIS_DEFAULT_URL, repr=False)  # may hold a password
+    redis_sentinel: RedisSentinel | None = None  # set when REDIS_URL is a sentinel:// URL
     akool_base_url: str = AKOOL_DEFAULT_BASE_URL
     akool_api_key: Secret | None = None
     akool_client_id: str | None = None
@@ -204,6 +206,27 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
             f" (got scheme {parts.scheme!r}, host {host or ''!r})"
         )
     return value
+
+
+def _redis(env: Mapping[str, str]) -> dict[str, Any]:
+    """REDIS_URL (checked in worker/redis_url.py), and with a sentinel:// URL the Sentinel
+    settings that must go with it."""
+    url = _text(env, "REDIS_URL") or REDIS_DEFAULT_URL
+    master = _text(env, "REDIS_SENTINEL_MASTER")
+    sentinel_password = _text(env, "REDIS_SENTINEL_PASSWORD")
+    if is_sentinel(url):
+        if master is None:
+            raise ConfigError(
+                "REDIS_SENTINEL_MASTER is not set: a sentinel:// REDIS_URL needs the name the "
+                "sentinels monitor the master under"
+            )
+        return {"redis_url": url, "redis_sentinel": parse_sentinels(url, master, sentinel_password)}
+    url = _url(env, "REDIS_URL", REDIS_DEFAULT_URL, ("redis", "rediss", "unix"))
+    check_options(url)
+    for name in ("REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"):
+        if _text(env, name) is not None:
+            raise ConfigError(f"{name} is set, but REDIS_URL is not a sentinel:// URL")
+    return {"redis_url": url}
 
 
 def _prefix(env: Mapping[str, str]) -> str:
@@ -377,7 +400,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def _load(env: Mapping[str, str]) -> Settings:
     poll = _poll(env)
     return Settings(
-        redis_url=_url(env, "REDIS_URL", REDIS_DEFAULT_URL, ("redis", "rediss", "unix")),
+        **_redis(env),
         akool_base_url=_url(env, "AKOOL_BASE_URL", AKOOL_DEFAULT_BASE_URL, ("http", "https")),
         akool_timeout_seconds=_number(
             env, "AKOOL_TIMEOUT_SECONDS", AKOOL_TIMEOUT_SECONDS, minimum=0.1

@@ -336,3 +336,131 @@ def test_notify_allowed_hosts_default_to_any_public_host_and_are_read_lowercased
     assert load_settings({}).notify_allowed_hosts == ("*",)
     hosts = load_settings({"NOTIFY_ALLOWED_HOSTS": "App.Example.com, 127.0.0.1"})
     assert hosts.notify_allowed_hosts == ("app.example.com", "127.0.0.1")
+
+
+# --- Redis Sentinel and rediss:// ---------------------------------------------------------------
+
+SENTINEL_URL = f"sentinel://:{REDIS_PASSWORD}@s1:26379/2;sentinel://:{REDIS_PASSWORD}@s2:26380/2"
+SENTINEL_PASSWORD = "s3ntinel-distinct-pw"
+
+
+def test_a_sentinel_url_with_its_master_name_is_read_into_addresses_db_and_secrets() -> None:
+    settings = load_settings(
+        {
+            "REDIS_URL": SENTINEL_URL,
+            "REDIS_SENTINEL_MASTER": "mymaster",
+            "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        }
+    )
+    assert settings.redis_url == SENTINEL_URL  # kombu's and Celery's URL, as it is
+    sentinel = settings.redis_sentinel
+    assert sentinel is not None
+    assert sentinel.addresses == (("s1", 26379), ("s2", 26380))
+    assert (sentinel.master, sentinel.db, sentinel.username) == ("mymaster", 2, None)
+    assert sentinel.password == REDIS_PASSWORD
+    assert sentinel.sentinel_password == SENTINEL_PASSWORD
+    for secret in (REDIS_PASSWORD, SENTINEL_PASSWORD):
+        assert secret not in repr(settings)
+
+
+def test_sentinels_without_a_database_mean_database_0() -> None:
+    env = {"REDIS_URL": "sentinel://s1:26379;sentinel://s2:26380/0", "REDIS_SENTINEL_MASTER": "m"}
+    sentinel = load_settings(env).redis_sentinel
+    assert sentinel is not None
+    assert sentinel.addresses == (("s1", 26379), ("s2", 26380))
+    assert sentinel.db == 0 and sentinel.password is None
+
+
+def test_a_sentinel_without_a_port_is_refused_since_kombu_and_celery_default_differently() -> None:
+    # kombu would ask s2:26379, Celery's result backend s2:6379.
+    env = {"REDIS_URL": "sentinel://s1:26379/0;sentinel://s2/0", "REDIS_SENTINEL_MASTER": "m"}
+    assert "sentinel 2 must be sentinel://host:port" in str(load_error(env))
+
+
+def test_a_plain_redis_url_has_no_sentinel_settings() -> None:
+    assert load_settings({"REDIS_URL": "redis://h:6379/0"}).redis_sentinel is None
+
+
+def test_a_sentinel_url_without_redis_sentinel_master_is_refused_naming_it() -> None:
+    error = str(load_error({"REDIS_URL": SENTINEL_URL}))
+    assert "REDIS_SENTINEL_MASTER is not set" in error
+    assert REDIS_PASSWORD not in error
+
+
+@pytest.mark.parametrize("name", ["REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"])
+def test_a_sentinel_setting_without_a_sentinel_url_is_refused_naming_both(name: str) -> None:
+    error = str(load_error({"REDIS_URL": "redis://h:6379/0", name: "x"}))
+    assert name in error and "REDIS_URL" in error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # kombu reads the database and password of the sentinel it is connected through,
+        # Celery's result backend those of the first: they must agree.
+        "sentinel://s1:26379;sentinel://s2:26379/3",
+        "sentinel://s1:26379/1;sentinel://s2:26379/2",
+        f"sentinel://:{REDIS_PASSWORD}@s1:26379/0;sentinel://s2:26379/0",
+    ],
+)
+def test_sentinels_naming_different_databases_or_passwords_are_refused(url: str) -> None:
+    error = str(load_error({"REDIS_URL": url, "REDIS_SENTINEL_MASTER": "m"}))
+    assert "REDIS_URL" in error and "same database" in error
+    assert REDIS_PASSWORD not in error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"sentinel://:{REDIS_PASSWORD}@s1:26379/0;redis://:{REDIS_PASSWORD}@s2:6379/0",
+        f"sentinel://:{REDIS_PASSWORD}@s1:26379/0;",
+        f"sentinel://:{REDIS_PASSWORD}@s1:port/0",
+        f"sentinel://:{REDIS_PASSWORD}@s1:26379/0?ssl_cert_reqs=required",
+        f"sentinel://:{REDIS_PASSWORD}@s1:26379/0; sentinel://:{REDIS_PASSWORD}@s2:26379/0",
+        f"sentinel://:{REDIS_PASSWORD}@s1:26379/db",
+        f"sentinel://:{REDIS_PASSWORD}@:26379/0",
+    ],
+)
+def test_a_malformed_sentinel_url_is_refused_naming_redis_url_without_its_password(
+    url: str,
+) -> None:
+    error = load_error({"REDIS_URL": url, "REDIS_SENTINEL_MASTER": "m"})
+    assert "REDIS_URL" in str(error)
+    assert REDIS_PASSWORD not in str(error) and REDIS_PASSWORD not in repr(error)
+
+
+def test_a_rediss_url_with_certificate_options_is_accepted_as_it_is(tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not parsed here")
+    url = f"rediss://:{REDIS_PASSWORD}@cache:6380/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    assert load_settings({"REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize("value", ["CERT_REQUIRED", "REQUIRED", "yes", ""])
+def test_ssl_cert_reqs_must_be_spelled_as_all_three_clients_read_it(value: str) -> None:
+    # kombu and Celery also take CERT_REQUIRED, which redis-py (the job store) refuses.
+    url = f"rediss://:{REDIS_PASSWORD}@cache:6380/0?ssl_cert_reqs={value}"
+    error = str(load_error({"REDIS_URL": url}))
+    assert "REDIS_URL's ssl_cert_reqs must be required, optional or none" in error
+    assert REDIS_PASSWORD not in error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://cache:6379/0?ssl_cert_reqs=required",  # TLS options on a plain connection
+        "rediss://cache:6380/0?ssl_cert_reqs=required&socket_timeout=5",  # kombu: TypeError
+        "rediss://cache:6380/0?ssl_cert_reqs=required&ssl_cert_reqs=none",
+        "rediss://cache:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/nonexistent/ca.pem",
+    ],
+)
+def test_redis_url_options_the_broker_cannot_use_are_refused_naming_redis_url(url: str) -> None:
+    assert "REDIS_URL" in str(load_error({"REDIS_URL": url}))
+
+
+def test_a_question_mark_in_an_unencoded_password_is_refused_without_echoing_any_of_it() -> None:
+    # urlsplit takes what follows the `?` for options: their names are the password's rest.
+    head, tail = REDIS_PASSWORD[:3], REDIS_PASSWORD[3:]
+    error = str(load_error({"REDIS_URL": f"rediss://user:{head}?{tail}@cache:6380/0"}))
+    assert "REDIS_URL" in error
+    assert head not in error and tail not in error

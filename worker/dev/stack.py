@@ -59,11 +59,25 @@ def find_redis_config(candidates: Sequence[Path] | None = None) -> Path:
 
 
 class RedisServer:
-    """A private redis-server run with the project's redis.conf (AOF on) in `directory`."""
+    """A private redis-server run with the project's redis.conf (AOF on) in `directory`;
+    `extra_args` come last (e.g. `--replicaof 127.0.0.1 <port>` for a replica).
 
-    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+    A server Sentinel manages must get `config`, a copy of redis.conf of its own: Sentinel
+    sends CONFIG REWRITE when it promotes or repoints a server, which rewrites that file.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        config: Path | None = None,
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
+        self.config = config
         self.process: Process | None = None
 
     @property
@@ -83,7 +97,8 @@ class RedisServer:
         # while a slow fsync holds AOF writes back), which no test does.
         machine = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
         local = ["--daemonize", "no", "--databases", "64"]
-        return [binary, str(find_redis_config()), *machine, *local]
+        config = self.config or find_redis_config()
+        return [binary, str(config), *machine, *local, *self.extra_args]
 
     def start(self) -> RedisServer:
         self.process = Process("redis", self.argv(), self.directory / "redis.log").start()
