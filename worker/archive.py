@@ -15,9 +15,11 @@ that leaves https is never followed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +152,21 @@ class ArchiveResult:
     sha256: str
 
 
+# Set in a pool process whose task Celery cancels at shutdown: a running copy stops at once
+# (its download is closed), so s3transfer aborts the multipart upload rather than finishing a
+# copy that nobody would record. The job's message goes back to the queue.
+_stopping = threading.Event()
+_streaming: set[requests.Response] = set()
+
+
+def stop_copies() -> None:
+    """Stop every copy this process is making (safe to call from a signal handler)."""
+    _stopping.set()
+    for response in list(_streaming):
+        with contextlib.suppress(Exception):
+            response.close()
+
+
 class _StreamReader:
     """A file-like view of a download for boto3: counts, hashes and checks the length."""
 
@@ -171,6 +188,9 @@ class _StreamReader:
         self.digest = hashlib.sha256()
 
     def read(self, amount: int = -1) -> bytes:
+        """Up to `amount` bytes of the video, counted, hashed and checked."""
+        if _stopping.is_set():
+            raise DownloadError("the copy was stopped: the worker is shutting down", url=self._url)
         try:
             chunk = self._raw.read(
                 amount if amount and amount > 0 else PART_SIZE_BYTES, decode_content=True
@@ -249,9 +269,13 @@ class Archiver:
         """
         key = archive_key(self.prefix, job_id)
         response = self._open(url)
-        with response:
+        _streaming.add(response)
+        try:
             reader = _StreamReader(response, response.url or url, self._max, on_progress)
             self._upload(reader, key, {"job-id": job_id, "akool-id": _safe_meta(akool_id)})
+        finally:
+            _streaming.discard(response)
+            response.close()
         uri = f"s3://{self.bucket}/{key}"
         logger.info("Archived %s (%d bytes) to %s", job_id, reader.size, uri)
         return ArchiveResult(uri, self.bucket, key, reader.size, reader.digest.hexdigest())
@@ -280,6 +304,31 @@ class Archiver:
             return None
         uri = f"s3://{self.bucket}/{key}"
         return ArchiveResult(uri, self.bucket, key, int(head.get("ContentLength", 0)), "")
+
+    def abort_pending_uploads(self, job_id: str) -> int:
+        """Abort the multipart uploads left pending under the job's key by an attempt that
+        was stopped mid-copy; return how many. Without s3:ListBucketMultipartUploads this
+        only logs a warning (a bucket lifecycle rule then has to clean them up)."""
+        key = archive_key(self.prefix, job_id)
+        try:
+            listed = self._s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            uploads = [u for u in listed.get("Uploads", []) if u.get("Key") == key]
+            for upload in uploads:
+                self._s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                )
+        except ClientError as e:
+            if str(e.response.get("Error", {}).get("Code", "")) in FORBIDDEN_S3_CODES:
+                logger.warning("May not list multipart uploads of s3://%s/%s", self.bucket, key)
+                return 0
+            raise _storage_error(e, self.bucket, key, "clean up") from e
+        except BotoCoreError as e:
+            raise self._unreachable(key, "clean up") from e
+        if uploads:
+            logger.info(
+                "Aborted %d pending upload(s) of s3://%s/%s", len(uploads), self.bucket, key
+            )
+        return len(uploads)
 
     def _open(self, url: str) -> requests.Response:
         """GET the video from a checked address, following redirects only to allowed hosts."""

@@ -10,14 +10,20 @@ without a complete environment, and a bad setting is reported where it is used.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
+from billiard.common import TERM_SIGNAL
 from celery import Celery
-from celery.signals import beat_init, worker_init, worker_ready
+from celery.signals import beat_init, task_prerun, worker_init, worker_ready
 
-from worker import deps, logs, metrics, preflight
+from worker import archive, deps, logs, metrics, preflight
 from worker.errors import ConfigError
 from worker.names import (
     AKOOL_QUEUE,
@@ -26,6 +32,8 @@ from worker.names import (
     TASK_QUEUES,
 )
 from worker.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 # Redis redelivers a message that stays unacknowledged longer than this. Countdown tasks
 # wait unacknowledged in the worker (POLL_MAX_SECONDS is capped at 900 s) and acks_late
@@ -44,18 +52,42 @@ PUBLISH_RETRY_POLICY = {
 }
 RESULT_EXPIRES_SECONDS = 24 * 3600
 EXPIRY_GUARD_INTERVAL_SECONDS = 600.0
+# On SIGTERM, running tasks get this long to finish before they are cancelled and handed
+# back to the queue: a submit or a poll (at most AKOOL_TIMEOUT_SECONDS) normally finishes,
+# an hour-long archive does not have to. Keep it well under the platform's grace period
+# (docker-compose.yml: stop_grace_period 60 s; Kubernetes' default is 30 s).
+SOFT_SHUTDOWN_SECONDS = 15.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery setting the project relies on, each with its reason."""
-    transport = {
+    transport: dict[str, Any] = {
         "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,  # see above
         "socket_keepalive": True,  # notice dead connections to Redis
         "health_check_interval": 15,  # ping idle connections so a restart is seen at once
     }
+    backend_url = settings.redis_url
+    if settings.redis_sentinel is not None:
+        # A sentinel:// REDIS_URL is the broker's and the backend's URL (kombu's and Celery's
+        # sentinel transports); they ask these sentinels for the master by name. Celery's
+        # backend takes the database and password from the first sentinel only, and its
+        # censored configuration (`celery report`, `inspect conf`) masks only the first
+        # password: the others are left out of the backend's URL.
+        transport.update(deps.sentinel_transport_options(settings.redis_sentinel))
+        first, *others = backend_url.split(";")
+        hosts = ["sentinel://" + o.rpartition("@")[2] if "@" in o else o for o in others]
+        backend_url = ";".join([first, *hosts])
+    # A rediss:// URL that does not say otherwise requires a valid certificate, as redis-py
+    # (the job store) does: kombu would check none, and Celery's result backend would refuse
+    # the URL. The URL's own ssl_* options take precedence over this default.
+    tls = None
+    if settings.redis_url.lower().startswith("rediss:"):
+        tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return {
         "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
+        "result_backend": backend_url,
+        "broker_use_ssl": tls,
+        "redis_backend_use_ssl": tls,
         "broker_transport_options": transport,
         "result_backend_transport_options": {**transport, "retry_policy": PUBLISH_RETRY_POLICY},
         # JSON only: no pickle from the network, and arguments stay readable.
@@ -90,6 +122,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # On a lost broker connection let running tasks finish; their messages are restored
         # and the repeat finds the job advanced (idempotent steps).
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Graceful shutdown. With REMAP_SIGTERM=SIGQUIT in the environment (the Procfile and
+        # the image set it), SIGTERM starts Celery's cold shutdown, whose first phase is soft:
+        # running tasks get SOFT_SHUTDOWN_SECONDS to finish; the rest are cancelled (the pool
+        # process gets SIGQUIT, which raises SystemExit in the task: s3transfer aborts its
+        # multipart upload) and their unacknowledged messages go back to the queue for another
+        # worker. Every step is idempotent, and a re-run archive first aborts any upload a
+        # stopped one left. So a worker exits about SOFT_SHUTDOWN_SECONDS after SIGTERM.
+        # Without REMAP_SIGTERM, SIGTERM is a warm shutdown that waits for every running
+        # task, an archive included (up to ARCHIVE_TIME_LIMIT_SECONDS): the worker warns.
+        "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_SECONDS,
+        # Holding only countdown polls is not "busy": shut down at once, they are restored.
+        "worker_enable_soft_shutdown_on_idle": False,
         # Results are small (a job id or URI) and the job record is the source of truth.
         # Nothing reads task results (no AsyncResult anywhere; a chain hands each return
         # value to the next task in its message), so none are stored. Measured with
@@ -183,6 +227,13 @@ def _check_worker(**_: Any) -> None:
         preflight.check_redis_keeps_jobs(deps.redis_client())
     except ConfigError as e:
         sys.exit(f"lipsync worker: {e}")
+    if os.environ.get("REMAP_SIGTERM") != "SIGQUIT":
+        logger.warning(
+            "REMAP_SIGTERM=SIGQUIT is not set: on SIGTERM this worker waits for its running "
+            "tasks, an archive included (up to %d s), instead of handing them back after %g s",
+            ARCHIVE_TIME_LIMIT_SECONDS,
+            SOFT_SHUTDOWN_SECONDS,
+        )
 
 
 @beat_init.connect
@@ -192,6 +243,30 @@ def _check_beat(**_: Any) -> None:
         preflight.check_redis_keeps_jobs(deps.redis_client())
     except ConfigError as e:
         sys.exit(f"lipsync beat: {e}")
+
+
+@task_prerun.connect
+def _stop_copies_when_cancelled(**_: Any) -> None:
+    """In a pool process, make Celery's cancel at shutdown stop a running archive at once.
+
+    Celery cancels a task by sending its pool process TERM_SIGNAL (SIGQUIT with
+    REMAP_SIGTERM=SIGQUIT), whose handler raises SystemExit in the task; s3transfer would then
+    wait for its reading thread to download the rest of the video before it aborts the
+    upload. Closing the download first lets the process exit within seconds. Installed
+    before each task, after billiard has set its own handler, which this one then calls.
+    """
+    current = signal.getsignal(TERM_SIGNAL)
+    if getattr(current, "stops_copies", False):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        archive.stop_copies()
+        if callable(current):
+            current(signum, frame)
+
+    handler.stops_copies = True  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(TERM_SIGNAL, handler)
 
 
 @worker_ready.connect

@@ -14,29 +14,65 @@ import string
 
 from worker.status import JobStatus
 
+_FINAL = {"archived": JobStatus.ARCHIVED.value, "failed": JobStatus.FAILED.value}
+
+# Lua helpers for the scripts that move a job (`$helpers` at a script's top). The per-status
+# counts (worker/keys.py METRICS_JOBS_BY_STATUS) change only here and at create, so a scrape
+# reads them instead of every record. A job is "unarchived" while Akool's video is done
+# (completed_ts) and not in S3, unless it failed without a video to save: the expiry set's rule.
+_HELPERS = string.Template("""
+local function count_move(counts, before, after)
+  if before ~= after then
+    redis.call('HINCRBY', counts, before, -1)
+    redis.call('HINCRBY', counts, after, 1)
+  end
+end
+-- When Akool finished the job's video, if that video is still to be archived; else nil.
+local function unarchived(status, completed, result)
+  local done = tonumber(completed)
+  if status == '$archived' or not done then return nil end
+  if status == '$failed' and (not result or result == '') then return nil end
+  return done
+end
+local function track_unarchived(record, set, id)
+  local f = redis.call('HMGET', record, 'status', 'completed_ts', 'result_url')
+  local done = unarchived(f[1], f[2], f[3])
+  if done then
+    redis.call('ZADD', set, done, id)
+  else
+    redis.call('ZREM', set, id)
+  end
+end
+""").substitute(_FINAL)
+
 
 def _lua(script: str) -> str:
-    """A script with the whole-record check and the final statuses filled in."""
+    """A script with the whole-record check, the final statuses and the helpers filled in."""
     return string.Template(script).substitute(
         whole="redis.call('HEXISTS', KEYS[1], 'status') == 1",
-        archived=JobStatus.ARCHIVED.value,
-        failed=JobStatus.FAILED.value,
+        helpers=_HELPERS,
+        **_FINAL,
     )
 
 
-# Sets fields unless the job is in a final state, and keeps the due, expiry and outbox sets
-# in step. KEYS: job hash, due set, expiry set, outbox. ARGV: ttl seconds, job id, due time
+# Sets fields unless the job is in a final state, and keeps the due, expiry and outbox sets,
+# the counts by status and the unarchived set in step. KEYS: job hash, due set, expiry set,
+# outbox, counts by status, unarchived set. ARGV: ttl seconds, job id, due time
 # ('' = unchanged), now, then field/value pairs. Returns 1 when written, 0 when the job is
-# final, -1 when the record is not whole. The write that makes a job final with someone to
-# tell also puts it in the outbox, in the same step: a worker that dies right after cannot
-# lose the notification.
+# final (so a duplicated final write counts nothing twice), -1 when the record is not whole.
+# The write that makes a job final with someone to tell also puts it in the outbox, in the
+# same step: a worker that dies right after cannot lose the notification.
 UPDATE_UNLESS_FINAL = _lua("""
+$helpers
 if not ($whole) then return -1 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == '$archived' or status == '$failed' then return 0 end
+local before = status
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 status = redis.call('HGET', KEYS[1], 'status')
+count_move(KEYS[5], before, status)
+track_unarchived(KEYS[1], KEYS[6], ARGV[2])
 local expires = redis.call('HGET', KEYS[1], 'expires_ts')
 local result = redis.call('HGET', KEYS[1], 'result_url')
 if status == '$archived' or status == '$failed' then
@@ -58,12 +94,15 @@ return 1
 """)
 
 # A sign of life from a running step. KEYS: job hash, due set. ARGV: job id, due, now,
-# progress bytes ('' = none), total bytes ('' = none). Never re-adds a job to the due set.
+# progress bytes ('' = none), total bytes ('' = none), '1' when an archive attempt starts
+# (counted, so the next attempt knows to clear what a killed one left in S3). Never re-adds a
+# job to the due set.
 HEARTBEAT = _lua("""
 if not ($whole) then return -1 end
 redis.call('HSET', KEYS[1], 'updated_ts', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'archive_progress_bytes', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'archive_total_bytes', ARGV[5]) end
+if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'archive_attempts', 1) end
 redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
 return 1
 """)
@@ -104,12 +143,16 @@ return 1
 
 # Re-opens a failed job for an operator's retry: the one write that may change a final job.
 # Its notification is forgotten with its failure, so the next ending is announced anew.
-# KEYS: job hash, due set, expiry set, outbox. ARGV: job id, status, due, now, new poll
-# deadline ('' keeps it). Returns 1 when re-opened, 0 when the job is not failed (any more).
+# KEYS: job hash, due set, expiry set, outbox, counts by status, unarchived set. ARGV: job
+# id, status, due, now, new poll deadline ('' keeps it). Returns 1 when re-opened, 0 when the
+# job is not failed (any more).
 REOPEN_FAILED = _lua("""
+$helpers
 if redis.call('HGET', KEYS[1], 'status') ~= '$failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', '', 'updated_ts', ARGV[4],
            'redrives', '0')
+count_move(KEYS[5], '$failed', ARGV[2])
+track_unarchived(KEYS[1], KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[1], 'notified_ts', 'notify_error', 'on_complete_sent_ts',
            'notify_owner')
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'poll_deadline_ts', ARGV[5]) end
@@ -148,5 +191,31 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 if not ($whole) then return -1 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HDEL', KEYS[1], 'notify_owner')
+return 1
+""")
+
+# Counts the jobs by status (and fills the unarchived set) once, for a Redis whose jobs were
+# written before the scripts above kept the counts: an upgrade with jobs in flight would
+# otherwise count their next moves from zero, below zero. It overwrites whatever moves were
+# counted before it, since it reads every record at one instant. KEYS: counts by status, jobs
+# index, unarchived set. ARGV: the job key prefix, now, then every status. The records' keys
+# are built here, so it suits one Redis (not a cluster). O(jobs), once: the `counted_since`
+# field it writes makes every later call return 0 at once; 1 when it counted.
+COUNT_JOBS = _lua("""
+$helpers
+if redis.call('HEXISTS', KEYS[1], 'counted_since') == 1 then return 0 end
+local counts = {}
+for i = 3, #ARGV do counts[ARGV[i]] = 0 end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  -- pcall: a key of another type answers an error, and such a record is not counted.
+  local f = redis.pcall('HMGET', ARGV[1] .. id, 'status', 'completed_ts', 'result_url')
+  if type(f) == 'table' and not f.err and f[1] and counts[f[1]] then
+    counts[f[1]] = counts[f[1]] + 1
+    local done = unarchived(f[1], f[2], f[3])
+    if done then redis.call('ZADD', KEYS[3], done, id) end
+  end
+end
+for status, n in pairs(counts) do redis.call('HSET', KEYS[1], status, n) end
+redis.call('HSET', KEYS[1], 'counted_since', ARGV[2])
 return 1
 """)

@@ -23,14 +23,28 @@ from typing import Any
 import redis
 
 from worker import job_scripts, keys
-from worker.errors import CorruptRecord
+from worker.errors import CorruptRecord, StoreUnavailable
 from worker.outbox import Outbox
 from worker.records import Job, decode, encode, is_job_id, new_job_id, translated
 from worker.status import JobStatus
 
 __all__ = ["Job", "JobStore", "is_job_id", "new_job_id"]
 
+# How long a submit claim may wait for a replica to confirm it (Sentinel deployments).
+CLAIM_REPLICATION_TIMEOUT_MS = 2000
+
 logger = logging.getLogger(__name__)
+
+
+# The sets and counts a status change keeps in step, after the job's own hash (the KEYS of
+# UPDATE_UNLESS_FINAL and REOPEN_FAILED).
+_MOVE_KEYS = (
+    keys.DUE,
+    keys.EXPIRY,
+    keys.OUTBOX,
+    keys.METRICS_JOBS_BY_STATUS,
+    keys.UNARCHIVED,
+)
 
 
 def _whole(result: Any, job_id: str) -> int:
@@ -43,9 +57,14 @@ def _whole(result: Any, job_id: str) -> int:
 class JobStore:
     """Reads and writes job records in Redis; every write keeps a record whole or absent."""
 
-    def __init__(self, client: redis.Redis, *, retention_seconds: int) -> None:
+    def __init__(
+        self, client: redis.Redis, *, retention_seconds: int, claim_replicas: int = 0
+    ) -> None:
         self._redis = client
         self._retention = int(retention_seconds)
+        # Replicas that must hold a submit claim before the submit may leave (Sentinel: a
+        # failover to a replica that never saw the claim would let the job be sent twice).
+        self._claim_replicas = claim_replicas
         script = client.register_script
         self._update = script(job_scripts.UPDATE_UNLESS_FINAL)
         self._heartbeat = script(job_scripts.HEARTBEAT)
@@ -89,6 +108,8 @@ class JobStore:
         pipe.expire(self._key(job_id), self._retention)
         pipe.zadd(keys.JOBS_INDEX, {job_id: now})
         pipe.zadd(keys.DUE, {job_id: due})
+        # Counted by status from here on by the scripts that move it (a scrape reads counts).
+        pipe.hincrby(keys.METRICS_JOBS_BY_STATUS, JobStatus.QUEUED.value, 1)
         # The index forgets ids whose records have expired, so it cannot grow forever.
         pipe.zremrangebyscore(keys.JOBS_INDEX, 0, now - self._retention)
         pipe.execute()
@@ -134,7 +155,7 @@ class JobStore:
         now = time.time()
         values.setdefault("updated_ts", now)
         flat = [item for pair in encode(values).items() for item in pair]
-        names = [self._key(job_id), keys.DUE, keys.EXPIRY, keys.OUTBOX]
+        names = [self._key(job_id), *_MOVE_KEYS]
         args = [self._retention, job_id, "" if due is None else repr(due), repr(now), *flat]
         return _whole(self._update(keys=names, args=args), job_id) == 1
 
@@ -150,12 +171,15 @@ class JobStore:
         *,
         progress_bytes: int | None = None,
         total_bytes: int | None = None,
+        archive_attempt: bool = False,
     ) -> None:
         """A sign of life from a running step: push the job's due time to `due` (and record
-        how far an archive got). KeyError when the record is gone."""
+        how far an archive got, or that an archive attempt starts). KeyError when the record
+        is gone."""
         progress = "" if progress_bytes is None else str(progress_bytes)
         total = "" if total_bytes is None else str(total_bytes)
-        args = [job_id, repr(due), repr(time.time()), progress, total]
+        attempt = "1" if archive_attempt else ""
+        args = [job_id, repr(due), repr(time.time()), progress, total, attempt]
         _whole(self._heartbeat(keys=[self._key(job_id), keys.DUE], args=args), job_id)
 
     @translated
@@ -165,7 +189,7 @@ class JobStore:
         """Make a failed job unfinished again at `status`, its error and its notification
         cleared and back in the due set (a new poll deadline when given); False when it is
         not failed (any more)."""
-        names = [self._key(job_id), keys.DUE, keys.EXPIRY, keys.OUTBOX]
+        names = [self._key(job_id), *_MOVE_KEYS]
         deadline = "" if poll_deadline is None else repr(poll_deadline)
         args = [job_id, status, repr(due), repr(time.time()), deadline]
         return bool(self._reopen(keys=names, args=args))
@@ -177,9 +201,27 @@ class JobStore:
 
     @translated
     def claim_submit(self, job_id: str) -> bool:
-        """Take the one right to send this job's submit to Akool; False if already taken."""
+        """Take the one right to send this job's submit to Akool; False if already taken.
+
+        With `claim_replicas`, the claim must also reach that many of the master's connected
+        replicas (Redis WAIT) before it counts; otherwise it is given back and
+        StoreUnavailable says try later.
+        """
         answer = self._claim_submit(keys=[self._key(job_id)], args=[repr(time.time())])
-        return _whole(answer, job_id) == 1
+        if _whole(answer, job_id) != 1:
+            return False
+        wanted = min(self._claim_replicas, self._connected_replicas())
+        if wanted and self._redis.wait(wanted, CLAIM_REPLICATION_TIMEOUT_MS) < wanted:
+            self._redis.hdel(self._key(job_id), "submit_claimed_ts")
+            raise StoreUnavailable("the submit claim did not reach a Redis replica in time")
+        return True
+
+    def _connected_replicas(self) -> int:
+        """Replicas the master has now: with none (after a failover, until one rejoins)
+        there is nothing a claim could be lost to, and no WAIT could succeed."""
+        if not self._claim_replicas:
+            return 0
+        return int(self._redis.info("replication").get("connected_slaves", 0))
 
     @translated
     def release_submit(self, job_id: str) -> None:

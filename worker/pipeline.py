@@ -7,10 +7,12 @@ redelivered or duplicated task finds the record already advanced and does no wor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from worker import messages
 from worker.akool import AkoolClient, AkoolStatus
@@ -239,24 +241,45 @@ def _check_deadline(job: Job, now: float | None, detail: str) -> None:
         raise PollTimeout(messages.poll_timeout(waited, detail))
 
 
-# While a video streams, tell the sweeper (and progress bars) at most this often that the
-# archive is alive and how far it got.
+# While a video streams, tell the sweeper (and progress bars) this often that the archive is
+# alive and how far it got.
 HEARTBEAT_INTERVAL_SECONDS = 1.0
 
 
-def _heartbeats(store: JobStore, job_id: str, stall: float) -> Callable[[int, int | None], None]:
-    """A progress callback that pushes the job's due time forward, at most every second."""
-    last = time.monotonic()
+@contextlib.contextmanager
+def _kept_alive(
+    store: JobStore, job_id: str, stall: float
+) -> Iterator[Callable[[int, int | None], None]]:
+    """While an archive streams, push the job's due time forward every second from a thread
+    of its own, with the bytes copied so far; yield the progress callback that feeds it.
 
-    def beat(bytes_so_far: int, total: int | None) -> None:
-        nonlocal last
-        if time.monotonic() - last >= HEARTBEAT_INTERVAL_SECONDS:
-            last = time.monotonic()
-            store.heartbeat(
-                job_id, time.time() + stall, progress_bytes=bytes_so_far, total_bytes=total
-            )
+    Time, not progress, drives it: reading one 8 MiB part from a slow host can take longer
+    than STALL_SECONDS, and the sweeper must not take a slow copy for a dead one. A hung
+    download still ends: its reads time out after DOWNLOAD_TIMEOUT_SECONDS.
+    """
+    progress: dict[str, int | None] = {"done": None, "total": None}
+    stop = threading.Event()
 
-    return beat
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_INTERVAL_SECONDS):
+            try:
+                due = time.time() + stall
+                store.heartbeat(
+                    job_id, due, progress_bytes=progress["done"], total_bytes=progress["total"]
+                )
+            except (LipsyncError, KeyError):
+                logger.debug("Job %s: heartbeat not recorded", job_id)
+
+    def on_progress(done: int, total: int | None) -> None:
+        progress["done"], progress["total"] = done, total
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield on_progress
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT_INTERVAL_SECONDS * 5)
 
 
 def archive_step(
@@ -281,16 +304,18 @@ def archive_step(
         return job.archive_uri
     if not job.result_url:
         raise JobStateError(f"job {job_id} has no result URL to archive")
-    store.heartbeat(job_id, time.time() + stall)
+    store.heartbeat(job_id, time.time() + stall, archive_attempt=True)
     result = archiver.existing(job.id)
     if result is None:
+        if job.archive_attempts:
+            # An earlier attempt was stopped (a worker killed, or cancelled at shutdown):
+            # its multipart upload may still be pending in S3.
+            archiver.abort_pending_uploads(job.id)
         started = time.monotonic()
-        result = archiver.archive(
-            job.id,
-            job.akool_id or "",
-            job.result_url,
-            on_progress=_heartbeats(store, job_id, stall),
-        )
+        with _kept_alive(store, job_id, stall) as on_progress:
+            result = archiver.archive(
+                job.id, job.akool_id or "", job.result_url, on_progress=on_progress
+            )
         if metrics is not None:
             lag = time.time() - job.completed_ts if job.completed_ts else None
             metrics.archived(result.size, time.monotonic() - started, lag)

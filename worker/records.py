@@ -63,6 +63,9 @@ class Job:
     submit_claimed_ts: float | None = None
     polls: int = 0
     archive_bytes: int | None = None
+    # Archive attempts started: after a first one, a new attempt first clears the pending
+    # multipart upload a killed one may have left in S3.
+    archive_attempts: int = 0
     poll_owner: str | None = None
     redrives: int = 0
     # Where to tell the application that the job ended: an HTTP URL to POST the record to,
@@ -106,6 +109,7 @@ _FLOAT_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_ts")}
 _INT_FIELDS = {
     "polls",
     "archive_bytes",
+    "archive_attempts",
     "redrives",
     "archive_progress_bytes",
     "archive_total_bytes",

@@ -20,7 +20,7 @@ from celery import Task, chain, uuid
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from worker import deps, messages, notify, retries
-from worker.celery_app import app
+from worker.celery_app import AKOOL_TASK_TIME_LIMIT_SECONDS, ARCHIVE_TIME_LIMIT_SECONDS, app
 from worker.errors import AkoolRateLimited, LipsyncError, StillProcessing, TransientError
 from worker.names import (
     ARCHIVE_TASK,
@@ -46,8 +46,6 @@ from worker.sweeper import at_risk, reopen_for_retry, sweep
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-AKOOL_TASK_TIME_LIMIT_SECONDS = 300
-ARCHIVE_TIME_LIMIT_SECONDS = 3600
 # A submit that keeps meeting outages gives up after this many tries (about 12 minutes with
 # the default POLL_MAX_SECONDS between them).
 SUBMIT_MAX_RETRIES = 15
@@ -140,13 +138,27 @@ def _run(
     try:
         return step()
     except Exception as e:
-        countdown = retries.decide(policy, job_id, task.request.retries, e)
+        countdown = _countdown(task, job_id, policy, e)
         if countdown is None:
             give_up(job_id, e)
             raise Ignore() from e
         level = logging.INFO if isinstance(e, StillProcessing) else logging.WARNING
         logger.log(level, "Job %s: %s; next try in %.1f s", job_id, e, countdown)
         raise task.retry(countdown=countdown) from e
+
+
+def _countdown(
+    task: Task, job_id: str, policy: retries.RetryPolicy, error: BaseException
+) -> float | None:
+    """The policy's answer; when deciding itself needs Redis and Redis is away for a moment
+    (a failover), a retryable error waits POLL_MAX_SECONDS instead of ending the chain."""
+    try:
+        return retries.decide(policy, job_id, task.request.retries, error)
+    except LipsyncError as trouble:
+        if not isinstance(error, policy.retry_on):
+            return None
+        logger.warning("Job %s: could not plan the next try (%s)", job_id, trouble)
+        return deps.settings().poll_max_seconds
 
 
 def _task(name: str, **options: Any) -> Callable[[Callable[..., T]], Any]:

@@ -316,3 +316,17 @@ def test_an_object_stored_for_another_job_is_not_adopted(s3: Any) -> None:
     assert make_archiver(s3).existing(job_id) is None
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
     assert make_archiver(s3).existing(job_id) is None
+
+
+def test_pending_uploads_of_the_jobs_key_are_aborted_and_others_kept(s3: Any) -> None:
+    archiver = make_archiver(s3)
+    job_id, other = new_job_id(), new_job_id()
+    for key in (archive_key(archiver.prefix, job_id), archive_key(archiver.prefix, other)):
+        s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+
+    assert archiver.abort_pending_uploads(job_id) == 1
+
+    pending = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    assert archive_key(archiver.prefix, job_id) not in [u["Key"] for u in pending]
+    assert archive_key(archiver.prefix, other) in [u["Key"] for u in pending]
+    assert archiver.abort_pending_uploads(job_id) == 0

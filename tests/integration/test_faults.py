@@ -7,6 +7,9 @@ per job; no partial object and no pending multipart upload.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -18,6 +21,7 @@ from tests.integration.conftest import Deployment, video_url
 from worker import keys, messages
 from worker.dev.stack import BUCKET, wait_until
 from worker.jobs import Job
+from worker.names import MiB
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +253,37 @@ def test_bad_records_among_real_jobs_stop_no_sweep_and_a_killed_poll_still_compl
     skipped = [line for line in log.splitlines() if "Skipping lipsync:job:" in line]
     assert len(skipped) == len(bad)
     assert int(deployment.redis.get(keys.METRICS_CORRUPT) or 0) == len(bad)
+
+
+# --- shutdown --------------------------------------------------------------------------
+
+
+def test_sigterm_mid_archive_exits_within_30_s_and_another_worker_finishes_the_job(
+    deploy,
+) -> None:
+    deployment: Deployment = deploy(beat=True, **FAST)
+    # 100 MiB at 2 MB/s: the first copy would take 52 s, far longer than 30 s.
+    video = video_url(polls=1, size=100 * MiB, file_rate=2_000_000, file_rate_times=1)
+    job_id = deployment.submit(video)
+    key = f"lipsync/{job_id}.mp4"
+    s3 = deployment.stack.s3_client()
+    wait_for(
+        lambda: bool(s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads")),
+        "a multipart upload under way",
+        timeout=60,
+    )
+
+    worker = deployment.worker.proc
+    assert worker is not None
+    started = time.monotonic()
+    os.kill(worker.pid, signal.SIGTERM)  # the main process only, as a container stop does
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running 30 s after SIGTERM:\n{deployment.worker.log_text()[-3000:]}")
+    assert time.monotonic() - started < 30
+    assert "Soft Shutdown" in deployment.worker.log_text()
+
+    deployment.restart_worker()
+    job = deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS)
+    assert_archived_once(deployment, job, video)

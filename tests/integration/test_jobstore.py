@@ -229,3 +229,16 @@ def test_sweep_guard_and_metrics_skip_bad_records_and_handle_the_good_ones(
     assert redriven == [(good, Step.SUBMIT)]
     assert client.zrange(keys.DUE, 0, -1) == [good.encode()]
     assert "lipsync_corrupt_records_total 3.0" in scrape
+
+
+def test_a_claim_that_must_reach_a_replica_is_taken_at_once_when_the_master_has_none(
+    client: redis.Redis,
+) -> None:
+    # After a failover the new master has no replica until one rejoins: nothing to lose the
+    # claim to, and waiting for one would stop every submit.
+    store = JobStore(client, retention_seconds=3600, claim_replicas=1)
+    job_id = new_job(store, due=time.time() + 60)
+    started = time.monotonic()
+    assert store.claim_submit(job_id)
+    assert time.monotonic() - started < 1
+    assert not store.claim_submit(job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from worker.errors import (
 )
 from worker.jobs import Job, JobStore, new_job_id
 from worker.pipeline import (
+    HEARTBEAT_INTERVAL_SECONDS,
     LONGEST_POLL_COUNTDOWN_SECONDS,
     archive_step,
     next_poll_delay,
@@ -96,8 +98,12 @@ class FakeStore:
         *,
         progress_bytes: int | None = None,
         total_bytes: int | None = None,
+        archive_attempt: bool = False,
     ) -> None:
         self.dues[job_id] = due
+        if archive_attempt:
+            job = self.jobs[job_id]
+            self.jobs[job_id] = dataclasses.replace(job, archive_attempts=job.archive_attempts + 1)
 
     @property
     def metrics(self) -> Any:
@@ -160,10 +166,15 @@ class FakeArchiver:
 
     def __init__(self, stored: ArchiveResult | None = None) -> None:
         self.calls: list[tuple[str, str, str]] = []
+        self.cleanups: list[str] = []
         self.stored = stored
 
     def existing(self, job_id: str) -> ArchiveResult | None:
         return self.stored
+
+    def abort_pending_uploads(self, job_id: str) -> int:
+        self.cleanups.append(job_id)
+        return 0
 
     def archive(
         self,
@@ -493,6 +504,49 @@ def test_a_finished_job_is_copied_once_and_marked_archived(store: FakeStore) -> 
     assert record.archive_bytes == 1234
     assert archive(store, archiver, job.id, now=NOW + 1) == uri
     assert len(archiver.calls) == 1
+
+
+def test_a_first_archive_attempt_clears_nothing_in_s3(store: FakeStore) -> None:
+    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT)
+    archiver = FakeArchiver()
+    archive(store, archiver, job.id, now=NOW)
+    assert archiver.cleanups == []
+
+
+def test_an_archive_attempt_after_a_stopped_one_clears_its_pending_upload_first(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT, archive_attempts=1)
+    archiver = FakeArchiver()
+    archive(store, archiver, job.id, now=NOW)
+    assert archiver.cleanups == [job.id]
+    assert archiver.calls == [(job.id, "akool-1", RESULT)]
+
+
+class SlowArchiver(FakeArchiver):
+    """A copy whose one read takes longer than a heartbeat interval (a slow file host)."""
+
+    def archive(self, job_id: str, akool_id: str, url: str, **kwargs: Any) -> ArchiveResult:
+        time.sleep(HEARTBEAT_INTERVAL_SECONDS * 2.5)
+        return super().archive(job_id, akool_id, url, **kwargs)
+
+
+def test_a_slow_copy_keeps_telling_the_sweeper_it_is_alive_between_reads(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT)
+    store.dues.clear()
+    beats: list[float] = []
+    heartbeat = store.heartbeat
+
+    def counted(job_id: str, due: float, **kwargs: Any) -> None:
+        beats.append(due)
+        heartbeat(job_id, due, **kwargs)
+
+    store.heartbeat = counted  # type: ignore[method-assign]
+    archive_step(cast(JobStore, store), cast(Archiver, SlowArchiver()), job.id, now=NOW)
+    # One at the start of the attempt, then one a second from the keep-alive thread.
+    assert len(beats) >= 3
 
 
 def test_a_job_without_a_result_url_cannot_be_archived(store: FakeStore) -> None:

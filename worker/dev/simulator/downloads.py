@@ -1,8 +1,9 @@
 """Serving a job's generated video at ``/files/<id>.mp4``, with its scripted faults.
 
 A download can be redirected (``sim_redirect``), refused with an HTTP error (``sim_file``),
-held back (``sim_file_delay``) or cut off halfway (``sim_truncate_times``); otherwise the
-job's generated content (see ``content``) is streamed in chunks.
+held back (``sim_file_delay``), streamed slowly (``sim_file_rate`` bytes a second, for the
+first ``sim_file_rate_times`` downloads) or cut off halfway (``sim_truncate_times``);
+otherwise the job's generated content (see ``content``) is streamed in chunks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 
 from worker.dev.simulator.content import generate_content
 from worker.dev.simulator.http_base import SimHTTPHandler
+from worker.dev.simulator.scenario import within
 from worker.dev.simulator.state import SimJob
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ class DownloadHandler(SimHTTPHandler):
             status, text = FILE_ERRORS[job.scenario.file]
             self._send_bytes(status, text, "text/plain")
             return
-        self._stream_file(job, truncate=count <= job.scenario.truncate_times)
+        rate = job.scenario.file_rate if within(count, job.scenario.file_rate_times) else None
+        self._stream_file(job, truncate=count <= job.scenario.truncate_times, rate=rate)
 
     def _send_redirect(self, location: str) -> None:
         """Answer 302 to ``location``, with an empty body."""
@@ -53,8 +56,9 @@ class DownloadHandler(SimHTTPHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _stream_file(self, job: SimJob, truncate: bool) -> None:
-        """Send the job's content in chunks; when ``truncate``, stop halfway and close."""
+    def _stream_file(self, job: SimJob, truncate: bool, rate: int | None = None) -> None:
+        """Send the job's content in chunks; when ``truncate``, stop halfway and close; with
+        ``rate``, at about that many bytes a second."""
         self.send_response(200)
         self.send_header("Content-Type", "video/mp4")
         self.send_header("Content-Length", str(job.size))
@@ -65,13 +69,15 @@ class DownloadHandler(SimHTTPHandler):
         if job.scenario.file_delay > 0:
             time.sleep(job.scenario.file_delay)
         limit = job.size // 2 if truncate else job.size
-        sent = 0
+        sent, started = 0, time.monotonic()
         for chunk in generate_content(job.job_id, job.size):
             piece = chunk[: limit - sent]
             self.wfile.write(piece)
             sent += len(piece)
             if sent >= limit:
                 break
+            if rate:
+                time.sleep(max(0.0, started + sent / rate - time.monotonic()))
         self.wfile.flush()
         if truncate:
             logger.info("simulator truncated download of job %s at %s bytes", job.job_id, sent)

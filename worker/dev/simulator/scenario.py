@@ -37,6 +37,10 @@ class Scenario:
     file: str = "ok"
     truncate_times: int = 0
     file_delay: float = 0.0
+    # Bytes a second a download is streamed at (None: as fast as it goes), for the first
+    # file_rate_times downloads (None: all of them).
+    file_rate: int | None = None
+    file_rate_times: int | None = None
     submit_delay: float = 0.0
     retry_after: str | None = None
     redirect: str | None = None
@@ -58,6 +62,8 @@ _INT_PARAMS = {
     "sim_poll_http_times": "poll_http_times",
     "sim_size": "size",
     "sim_truncate_times": "truncate_times",
+    "sim_file_rate": "file_rate",
+    "sim_file_rate_times": "file_rate_times",
 }
 _FLOAT_PARAMS = {
     "sim_seconds": "seconds",
