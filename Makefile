@@ -66,6 +66,19 @@ docker-compose promtool:
 	         "then run this again." >&2; exit 1; \
 	  fi; }
 
+# The dashboard's browser test (tests/integration/test_dashboard_browser.py) drives Debian's
+# chromium through its chromedriver; Selenium is told never to download a browser or driver.
+.PHONY: chromium
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	  else \
+	    echo "chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium" \
+	         "chromium-driver), then run this again." >&2; exit 1; \
+	  fi; }
+
 demo: $(STAMP) redis-server
 	$(BIN)/lipsync demo
 
@@ -92,7 +105,7 @@ unit: $(STAMP)
 integration: $(STAMP) redis-server redis-sentinel
 	$(BIN)/python -m pytest -q tests/integration
 
-test: lint redis-server redis-sentinel docker-compose promtool
+test: lint redis-server redis-sentinel docker-compose promtool chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP) redis-server

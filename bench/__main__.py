@@ -1,13 +1,15 @@
 """Run every benchmark and rewrite bench/RESULTS.md: `python -m bench` (or `make bench`).
 
-    python -m bench                 # all five parts, about 8 minutes on 2 cores
+    python -m bench                 # all six parts, about 9 minutes on 2 cores
     python -m bench --only 4,1      # some parts; the report goes to a temporary file then
     python -m bench --part 5        # one part, its rows and section merged into RESULTS.md
+    python -m bench --part dashboard  # part 6: the jobs dashboard's pages with 10,000 jobs
 
 Parts run cheapest first: 4 (Akool calls per job, simulated clock), 5 (cost of one /metrics
-scrape with 10,000 jobs), 1 (archive throughput and memory), 3 (engine overhead), 2 (poll
-capacity at 1,000 and 10,000 jobs). `--part N` (or `--part scrape` for 5) runs part N
-alone and replaces only its goal rows and its section in bench/RESULTS.md, keeping the rest.
+scrape with 10,000 jobs), 6 (dashboard pages with 10,000 jobs), 1 (archive throughput and
+memory), 3 (engine overhead), 2 (poll capacity at 1,000 and 10,000 jobs). `--part N` (or
+`--part scrape` for 5, `--part dashboard` for 6) runs part N alone and replaces only its
+goal rows and its section in bench/RESULTS.md, keeping the rest.
 Everything runs against private local processes on loopback and is stopped at the end. The
 whole run keeps to a wall-clock budget (9 minutes by default): part 2 shortens its windows
 when time runs low.
@@ -24,16 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import backoff_calls, engine, polls, report, scrape, throughput
+from bench import backoff_calls, dashboard, engine, polls, report, scrape, throughput
 from bench.common import ROOT, Deadline, Section, fmt, versions
 from bench.procstat import machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
-ALL_PARTS = ("1", "2", "3", "4", "5")
+ALL_PARTS = ("1", "2", "3", "4", "5", "6")
 # Cheapest first, so a short budget still gets most parts.
-RUN_ORDER = ("4", "5", "1", "3", "2")
+RUN_ORDER = ("4", "5", "6", "1", "3", "2")
 # Names `--part` also takes.
-PART_NAMES = {"scrape": "5"}
+PART_NAMES = {"scrape": "5", "dashboard": "6"}
 BUDGET_SECONDS = 9 * 60
 # Seconds part 2 needs besides its windows: stacks, seeding 10,000 jobs, warm-ups, stops.
 POLL_OVERHEAD_SECONDS = 1.0 * 60 + 2 * 55
@@ -45,7 +47,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--part",
         default=None,
-        help="run one part (a number, or 'scrape') and merge it into the report",
+        help="run one part (a number, 'scrape' or 'dashboard') and merge it into the report",
     )
     parser.add_argument("--out", default=None, help="where to write the report")
     parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, help="seconds")
@@ -167,6 +169,8 @@ def _summary(parts: dict[str, Section]) -> list[list[str]]:
         )
     if "5" in parts:
         rows += scrape.summary_rows(parts["5"].raw)
+    if "6" in parts:
+        rows += dashboard.summary_rows(parts["6"].raw)
     if "4" in parts:
         raw = parts["4"].raw
         for duration in (300.0, 1800.0):
@@ -253,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
 def _one_part(part: str, args: argparse.Namespace) -> int:
     """Run one part and merge its goal rows and section into the report (--part)."""
     if part not in ALL_PARTS:
-        print(f"bench: no part {part!r} (parts: {', '.join(ALL_PARTS)}, scrape)", file=sys.stderr)
+        names = ", ".join([*ALL_PARTS, *PART_NAMES])
+        print(f"bench: no part {part!r} (parts: {names})", file=sys.stderr)
         return 2
     started_at = dt.datetime.now(dt.UTC)
     out = Path(args.out) if args.out else RESULTS
@@ -281,6 +286,8 @@ def _run_part(part: str, work: Path, deadline: Deadline) -> Section:
         return backoff_calls.run()
     if part == "5":
         return scrape.run(directory)
+    if part == "6":
+        return dashboard.run(directory)
     if part == "1":
         return throughput.run(directory)
     if part == "3":

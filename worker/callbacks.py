@@ -21,12 +21,19 @@ What an accepted callback does is small and fast; the work stays on the queue:
 - status 2 (and anything else): logged.
 Polling stays on as the safety net for a callback that never comes, at the longer interval
 WEBHOOK_POLL_MAX_SECONDS. The HTTP side is worker/web.py.
+
+Each submit's webhookUrl also names its job and carries its token (worker/reconcile.py), so
+a callback can find a job whose submit's answer was lost, which Akool's id cannot. After the
+checks above, the URL's token is compared in constant time with the job's (401 when wrong),
+and a job without an Akool id adopts the callback's: it then archives (3), polls from then
+on (2) or fails (4) like any other.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -41,7 +48,15 @@ import redis
 
 from worker import keys, messages
 from worker.errors import WebhookRejected
-from worker.jobs import JobStore
+from worker.jobs import Job, JobStore
+from worker.reconcile import (
+    WEBHOOK_POLL_OWNER,
+    Route,
+    adopt,
+    adoption,
+    read_route,
+    token_matches,
+)
 from worker.settings import Settings
 from worker.status import JobStatus
 from worker.untrusted import ascii_int, escape_controls
@@ -51,9 +66,6 @@ logger = logging.getLogger(__name__)
 
 # Longer nonces or ids are refused: they end up inside Redis keys.
 MAX_FIELD_CHARS = 256
-# Who owns the polling of a job once the webhook reported it done: no poll task has this id,
-# so a poll loop waiting on its countdown finds another owner and stops.
-WEBHOOK_POLL_OWNER = "webhook"
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,8 @@ class Callback:
     status: int
     type: str = "lipsync"
     url: str | None = None
+    # The job the URL it was sent to names, if any (not part of Akool's payload).
+    route: Route | None = None
 
 
 def _is_utf8(text: str) -> bool:
@@ -220,7 +234,11 @@ class RedisNonces:
 
 
 class CallbackHandler:
-    """Applies an accepted callback to our job; all real work is enqueued."""
+    """Applies an accepted callback to our job; all real work is enqueued.
+
+    `enqueue_poll` starts the poll loop of a job a status 2 callback adopted; without it the
+    sweeper does, once the job is due (STALL_SECONDS).
+    """
 
     def __init__(
         self,
@@ -229,19 +247,33 @@ class CallbackHandler:
         *,
         enqueue_archive: Callable[[str], None],
         job_ended: Callable[[str], None],
+        enqueue_poll: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._enqueue_archive = enqueue_archive
         self._job_ended = job_ended
+        self._enqueue_poll = enqueue_poll
 
     def handle(self, callback: Callback, now: float) -> str:
-        """Act on the callback; return a word saying what happened (for the answer and logs)."""
+        """Act on the callback; return a word saying what happened (for the answer and logs).
+
+        WebhookRejected (401) when its URL names a job with a token that is not the job's.
+        """
         job_id = self._store.job_for_akool_id(callback.akool_id)
+        routed = self._routed_job(callback.route) if callback.route else None
+        if routed is not None and job_id is None and callback.type == "lipsync":
+            return self._adopt(routed, callback, now)
+        if routed is not None and job_id not in (None, routed.id):
+            logger.warning("Webhook: its URL names job %s, Akool's id job %s", routed.id, job_id)
         if callback.type != "lipsync" or job_id is None:
             akool_id = escape_controls(callback.akool_id)
             logger.info("Webhook for Akool job %s is not one of ours", akool_id)
             return "unknown-job"
+        return self._apply(job_id, callback, now)
+
+    def _apply(self, job_id: str, callback: Callback, now: float) -> str:
+        """What a callback for a job known by its Akool id does."""
         if callback.status == 3:
             return self._completed(job_id, callback, now)
         if callback.status == 4:
@@ -279,6 +311,67 @@ class CallbackHandler:
             return "failed"
         return "already-final"
 
+    def _routed_job(self, route: Route) -> Job:
+        """The job a callback's URL names, once its token is the job's; 401 otherwise (the
+        token is never logged nor echoed)."""
+        try:
+            job = self._store.get(route.job_id)
+        except KeyError:
+            job = None
+        if job is None or not token_matches(job, route.token):
+            raise WebhookRejected(
+                "the callback URL's job token does not match a job of ours", http_status=401
+            )
+        return job
+
+    def _adopt(self, job: Job, callback: Callback, now: float) -> str:
+        """A callback that names, by its URL only, a job Akool's id does not find."""
+        akool_id = escape_controls(callback.akool_id)
+        decision = adopt(job, callback.akool_id)
+        if decision == "known":  # its index entry was lost: mend it, go on as usual
+            self._store.remember_akool_id(job.id, callback.akool_id)
+            return self._apply(job.id, callback, now)
+        if decision != "adopt" or not self._store.update_without_akool_id(
+            job.id, **adoption(job, *_said(callback), self._settings, now)
+        ):
+            # Ended (its wait is over), or named by another callback or the submit meanwhile.
+            logger.warning(
+                "Webhook: job %s (%s) does not take Akool's job %s (status %s); left as it is",
+                job.id,
+                job.status,
+                akool_id,
+                callback.status,
+            )
+            return "not-adopted"
+        self._store.remember_akool_id(job.id, callback.akool_id)
+        logger.warning(
+            "Job %s adopted Akool's job %s (status %s): its submit's answer was lost",
+            job.id,
+            akool_id,
+            callback.status,
+        )
+        return self._after_adoption(job.id, callback)
+
+    def _after_adoption(self, job_id: str, callback: Callback) -> str:
+        """Start what the adopted job's new status needs: its archive, its polls, or the
+        announcement of its end."""
+        if callback.status == 4:
+            logger.error("Job %s failed: %s", job_id, messages.AKOOL_JOB_FAILED)
+            self._job_ended(job_id)
+            return "adopted-failed"
+        if callback.status == 3 and callback.url:
+            if self._store.claim_archive(job_id):
+                self._enqueue_archive(job_id)
+            return "adopted-archiving"
+        if self._enqueue_poll is not None:
+            self._enqueue_poll(job_id)
+        return "adopted-polling"
+
+
+def _said(callback: Callback) -> tuple[str, int, str | None]:
+    """Akool's id, the status and the result URL a callback gives."""
+    return callback.akool_id, callback.status, callback.url
+
 
 class HandlesCallbacks(Protocol):
     """Acts on an accepted callback (CallbackHandler in production)."""
@@ -307,16 +400,18 @@ class Receiver:
         self._handler = handler
         self._clock = clock
 
-    def receive(self, body: bytes) -> str:
-        """Verify, decrypt and act; raise WebhookRejected for a callback that is refused."""
+    def receive(self, body: bytes, query: str = "") -> str:
+        """Verify, decrypt and act; raise WebhookRejected for a callback that is refused.
+        `query` is the query string of the URL it was sent to, which may name its job."""
         now = self._clock()
+        route = read_route(query)
         envelope = read_envelope(body)
         verify_envelope(envelope, self._client_id, max_age_seconds=self._max_age, now=now)
         digest = payload_digest(envelope.data_encrypt)
         if not self._nonces.first_time(envelope.nonce, envelope.timestamp, digest):
             raise WebhookRejected("the callback was already received (replay)", http_status=401)
         payload = decrypt_payload(envelope.data_encrypt, self._client_id, self._secret)
-        callback = parse_callback(payload)
+        callback = dataclasses.replace(parse_callback(payload), route=route)
         try:
             return self._handler.handle(callback, now)
         except Exception:

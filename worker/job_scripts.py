@@ -62,9 +62,7 @@ def _lua(script: str) -> str:
 # final (so a duplicated final write counts nothing twice), -1 when the record is not whole.
 # The write that makes a job final with someone to tell also puts it in the outbox, in the
 # same step: a worker that dies right after cannot lose the notification.
-UPDATE_UNLESS_FINAL = _lua("""
-$helpers
-if not ($whole) then return -1 end
+_UPDATE_BODY = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == '$archived' or status == '$failed' then return 0 end
 local before = status
@@ -91,7 +89,19 @@ end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
 if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[2]) end
 return 1
-""")
+"""
+UPDATE_UNLESS_FINAL = _lua("$helpers\nif not ($whole) then return -1 end" + _UPDATE_BODY)
+# The same write, also refused (0) once the job has an Akool id: a job whose submit's answer
+# was lost is adopted by a callback, failed at the end of its wait, or marked as waiting by
+# whichever comes first, never by one after the other has named or ended it.
+UPDATE_WITHOUT_AKOOL_ID = _lua(
+    """
+$helpers
+if not ($whole) then return -1 end
+local known = redis.call('HGET', KEYS[1], 'akool_id')
+if known and known ~= '' then return 0 end"""
+    + _UPDATE_BODY
+)
 
 # A sign of life from a running step. KEYS: job hash, due set. ARGV: job id, due, now,
 # progress bytes ('' = none), total bytes ('' = none), '1' when an archive attempt starts
@@ -107,9 +117,22 @@ redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
 return 1
 """)
 
-# Counts one poll. KEYS: job hash. Returns the new count, or -1.
+# Counts one poll and logs it in `poll_log` (records.POLL_LOG_ENTRIES), in the round trip the
+# poll makes anyway, before Akool answers: with the status Akool gave last, which is this
+# poll's too unless it changes, and then the write recording the change corrects the entry
+# (pipeline._record_status). KEYS: job hash. ARGV: now, entries kept. Returns the new count,
+# or -1.
 COUNT_POLL = _lua("""
 if not ($whole) then return -1 end
+local f = redis.call('HMGET', KEYS[1], 'poll_log', 'created_ts')
+local log = f[1] or ''
+local last = string.match(log, ':([^,]*)$$') or ''
+local offset = math.max(0, math.floor(tonumber(ARGV[1]) - (tonumber(f[2]) or 0)))
+local entry = string.format('%d:%s', offset, last)
+if log == '' then log = entry else log = log .. ',' .. entry end
+local _, commas = string.gsub(log, ',', ',')
+for _ = tonumber(ARGV[2]), commas do log = string.sub(log, string.find(log, ',', 1, true) + 1) end
+redis.call('HSET', KEYS[1], 'poll_log', log)
 return redis.call('HINCRBY', KEYS[1], 'polls', 1)
 """)
 

@@ -16,6 +16,7 @@ write recreates a record that expired: writes are checked atomically in Lua scri
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import fields
 from typing import Any
@@ -25,13 +26,23 @@ import redis
 from worker import job_scripts, keys
 from worker.errors import CorruptRecord, StoreUnavailable
 from worker.outbox import Outbox
-from worker.records import Job, decode, encode, is_job_id, new_job_id, translated
+from worker.records import (
+    POLL_LOG_ENTRIES,
+    Job,
+    decode,
+    encode,
+    is_job_id,
+    new_job_id,
+    translated,
+)
 from worker.status import JobStatus
 
 __all__ = ["Job", "JobStore", "is_job_id", "new_job_id"]
 
 # How long a submit claim may wait for a replica to confirm it (Sentinel deployments).
 CLAIM_REPLICATION_TIMEOUT_MS = 2000
+# Random bytes in a job's webhook token (32 URL-safe characters): unguessable.
+WEBHOOK_TOKEN_BYTES = 24
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +56,11 @@ _MOVE_KEYS = (
     keys.METRICS_JOBS_BY_STATUS,
     keys.UNARCHIVED,
 )
+
+
+def new_webhook_token() -> str:
+    """A job's secret for our webhook receiver (see `Job.webhook_token`)."""
+    return secrets.token_urlsafe(WEBHOOK_TOKEN_BYTES)
 
 
 def _whole(result: Any, job_id: str) -> int:
@@ -67,6 +83,7 @@ class JobStore:
         self._claim_replicas = claim_replicas
         script = client.register_script
         self._update = script(job_scripts.UPDATE_UNLESS_FINAL)
+        self._update_unnamed = script(job_scripts.UPDATE_WITHOUT_AKOOL_ID)
         self._heartbeat = script(job_scripts.HEARTBEAT)
         self._count_poll = script(job_scripts.COUNT_POLL)
         self._own_poll = script(job_scripts.OWN_POLL)
@@ -99,6 +116,8 @@ class JobStore:
             updated_ts=now,
             notify_url=notify_url,
             on_complete=on_complete,
+            # Akool calls the caller's own webhook_url, never our receiver, for such a job.
+            webhook_token=None if webhook_url else new_webhook_token(),
         )
         values = {
             f.name: getattr(job, f.name) for f in fields(job) if getattr(job, f.name) is not None
@@ -152,12 +171,28 @@ class JobStore:
         `due` is when the job must next show progress, or the sweeper re-drives it. The write
         that makes a job final also queues its notification, if it has one (the outbox).
         """
+        names, args = self._move(job_id, due, values)
+        return _whole(self._update(keys=names, args=args), job_id) == 1
+
+    @translated
+    def update_without_akool_id(
+        self, job_id: str, *, due: float | None = None, **values: Any
+    ) -> bool:
+        """`update`, also refused (False) once the job has an Akool id: the one write for a
+        job whose submit's answer was lost (wait, adopt, give up), so a callback naming the
+        job and the end of its wait cannot both win."""
+        names, args = self._move(job_id, due, values)
+        return _whole(self._update_unnamed(keys=names, args=args), job_id) == 1
+
+    def _move(
+        self, job_id: str, due: float | None, values: dict[str, Any]
+    ) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV of a write that may move the job (UPDATE_UNLESS_FINAL's layout)."""
         now = time.time()
         values.setdefault("updated_ts", now)
         flat = [item for pair in encode(values).items() for item in pair]
         names = [self._key(job_id), *_MOVE_KEYS]
-        args = [self._retention, job_id, "" if due is None else repr(due), repr(now), *flat]
-        return _whole(self._update(keys=names, args=args), job_id) == 1
+        return names, [self._retention, job_id, "" if due is None else repr(due), repr(now), *flat]
 
     def fail(self, job_id: str, error: str) -> bool:
         """Mark the job failed with a sentence saying why (unless it is already final)."""
@@ -230,8 +265,10 @@ class JobStore:
 
     @translated
     def count_poll(self, job_id: str) -> int:
-        """Count one more poll of Akool for this job; KeyError when the record is gone."""
-        return _whole(self._count_poll(keys=[self._key(job_id)]), job_id)
+        """Count one more poll of Akool for this job, and log its time in `poll_log`;
+        KeyError when the record is gone."""
+        args = [repr(time.time()), POLL_LOG_ENTRIES]
+        return _whole(self._count_poll(keys=[self._key(job_id)], args=args), job_id)
 
     @translated
     def overdue(self, now: float, limit: int = 500) -> list[str]:

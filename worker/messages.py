@@ -25,6 +25,15 @@ def submit_maybe_created(error: LipsyncError) -> str:
     )
 
 
+def submit_wait_ended(reason: str | None, waited_seconds: float) -> str:
+    """An unknown submit's wait for Akool's callback ended without one naming the job: the
+    sentence it would have failed with at once, and how long it waited."""
+    return (
+        f"{reason or SUBMIT_UNKNOWN}; no callback from Akool named the job within "
+        f"{waited_seconds:.0f} s (SUBMIT_UNKNOWN_WAIT_SECONDS)"
+    )
+
+
 def poll_timeout(waited_seconds: float, detail: str) -> str:
     """Akool did not finish within POLL_TIMEOUT_SECONDS."""
     return (

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from worker import messages
 from worker.akool import AkoolClient, AkoolStatus
@@ -32,6 +33,8 @@ from worker.errors import (
 )
 from worker.jobs import Job, JobStore
 from worker.metrics import Metrics
+from worker.reconcile import await_callback, callback_url
+from worker.records import poll_log_entries, poll_log_with
 from worker.settings import (
     AKOOL_CONNECT_TIMEOUT_SECONDS,
     AKOOL_FILE_LIFETIME_SECONDS,
@@ -78,14 +81,21 @@ def submit_step(
     """Send the job to Akool at most once; return Akool's id.
 
     Returns None when there is nothing to do: the job is final, or it was submitted already
-    (a duplicated or redelivered task; the sweeper keeps such a job moving).
+    (a duplicated or redelivered task; the sweeper keeps such a job moving), or the submit's
+    outcome is unknown and the job waits for Akool's callback to name it (worker/reconcile.py).
     """
     job = store.get(job_id)
-    if job.is_final or job.akool_id:
+    if job.is_final or job.akool_id or job.submit_unknown_ts is not None:
         return None
     # From here the sweeper expects an answer within the longest Akool call.
     store.heartbeat(job_id, time.time() + submit_stall_seconds(settings))
-    akool_id = _send_submit(store, client, job, settings)
+    try:
+        akool_id = _send_submit(store, client, job, settings)
+    except AkoolSubmitUnknown as e:
+        stamp = time.time() if now is None else now
+        if await_callback(store, job, str(e), settings, now=stamp):
+            return None
+        raise
     now = time.time() if now is None else now
     store.update(
         job_id,
@@ -123,8 +133,13 @@ def _claim_once(store: JobStore, job: Job, settings: Settings) -> Callable[[], N
 
 def webhook_for(job: Job, settings: Settings) -> str | None:
     """The webhookUrl Akool is given: the caller's own, else our receiver when configured
-    (Akool takes one URL; a job with the caller's is polled on the normal schedule)."""
-    return job.webhook_url or settings.akool_webhook_url
+    (Akool takes one URL; a job with the caller's is polled on the normal schedule), naming
+    the job and its token so that a callback finds it even if the submit's answer is lost."""
+    if job.webhook_url or not settings.akool_webhook_url:
+        return job.webhook_url or settings.akool_webhook_url
+    if not job.webhook_token:  # stored before jobs had tokens
+        return settings.akool_webhook_url
+    return callback_url(settings.akool_webhook_url, job.id, job.webhook_token)
 
 
 def poll_settings(settings: Settings, job: Job) -> Settings:
@@ -215,9 +230,18 @@ def poll_step(
 def _record_status(
     store: JobStore, job: Job, status: AkoolStatus, now: float | None, stall: float
 ) -> AkoolStatus:
-    if status.failed:
-        raise AkoolJobFailed(messages.AKOOL_JOB_FAILED)
+    """Record what Akool said. The poll count logged this poll with Akool's previous status
+    (records.POLL_LOG_ENTRIES); only a new status is written to the log, within the write a
+    status change makes anyway, so a poll that changes nothing costs no write."""
     stamp = time.time() if now is None else now
+    log: dict[str, Any] = {}
+    entries = poll_log_entries(job.poll_log)
+    if not entries or entries[-1][1] != str(status.status):
+        log["poll_log"] = poll_log_with(job.poll_log, stamp - job.created_ts, status.status)
+    if status.failed:
+        if log:
+            store.update(job.id, **log)
+        raise AkoolJobFailed(messages.AKOOL_JOB_FAILED)
     if status.done:
         store.update(
             job.id,
@@ -225,11 +249,12 @@ def _record_status(
             status=JobStatus.ARCHIVING,
             result_url=status.video_url,
             completed_ts=stamp,
+            **log,
         )
         logger.info("Akool finished %s (%s)", job.id, job.akool_id)
         return status
-    if job.status != JobStatus.PROCESSING:
-        store.update(job.id, status=JobStatus.PROCESSING)
+    if job.status != JobStatus.PROCESSING or log:
+        store.update(job.id, status=JobStatus.PROCESSING, **log)
     _check_deadline(job, now, f"Akool's last video_status was {status.status}")
     return status
 

@@ -11,7 +11,7 @@ import functools
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -24,6 +24,10 @@ from worker.status import FINAL_STATUSES, JobStatus
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # Written by create() and never removed: a record without one of these is not whole.
 REQUIRED_FIELDS = ("id", "status", "video_url", "audio_url", "created_ts")
+# Polls a job's record remembers (`poll_log`), newest last: each "seconds since the job was
+# created:Akool's status", comma-separated, about 7 bytes an entry, so the record stays small
+# however long Akool takes (older polls are only counted, in `polls`).
+POLL_LOG_ENTRIES = 20
 
 
 def new_job_id() -> str:
@@ -82,6 +86,15 @@ class Job:
     # Bytes copied so far by a running archive (for progress bars).
     archive_progress_bytes: int | None = None
     archive_total_bytes: int | None = None
+    # Our receiver's secret for this job: the webhookUrl Akool is given carries it, so a
+    # callback can name the job even when the submit's answer was lost. Never shown.
+    webhook_token: str | None = field(default=None, repr=False)
+    # An ambiguous submit (5xx, timeout, a worker lost mid-submit) waiting for Akool's callback
+    # to name the job: since when, and the sentence it fails with if none comes in time.
+    submit_unknown_ts: float | None = None
+    submit_unknown_reason: str | None = None
+    # The last POLL_LOG_ENTRIES polls (see POLL_LOG_ENTRIES), for the dashboard's timeline.
+    poll_log: str | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -100,9 +113,31 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, with ISO timestamps."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        del out["webhook_token"]  # a credential for our receiver, not part of the job's story
         out["created_at"] = self.created_at.isoformat()
         out["expires_at"] = self.expires_at.isoformat() if self.expires_at else None
         return out
+
+
+def poll_log_entries(log: str | None) -> list[tuple[int, str]]:
+    """The (seconds since created, Akool status) pairs of a poll log, oldest first; an entry
+    that does not parse is skipped."""
+    entries = []
+    for entry in (log or "").split(","):
+        offset, sep, status = entry.partition(":")
+        if sep and offset.lstrip("-").isdigit() and offset.isascii():
+            entries.append((int(offset), status))
+    return entries
+
+
+def poll_log_with(
+    log: str | None, offset_seconds: float, status: int, limit: int = POLL_LOG_ENTRIES
+) -> str:
+    """`log` with one poll more (`offset_seconds` after creation, Akool's `status`), keeping
+    the newest `limit` entries (as job_scripts.COUNT_POLL does)."""
+    entries = [e for e in (log or "").split(",") if e]
+    entries.append(f"{max(0, int(offset_seconds))}:{status}")
+    return ",".join(entries[-limit:])
 
 
 _FLOAT_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_ts")}

@@ -37,6 +37,7 @@ OUR_PREFIXES = (
     "SWEEP_",
     "S3_",
     "METRICS_",
+    "DASHBOARD_",
 )
 AKOOL_DEFAULT_BASE_URL = "https://openapi.akool.com"
 # Akool serves generated files from its CDNs; nothing else is fetched unless configured.
@@ -74,6 +75,7 @@ SWEEP_INTERVAL_SECONDS = 15.0
 WEBHOOK_MAX_AGE_SECONDS = 300.0
 # With webhooks on, polling stays as the safety net, at this longer interval.
 WEBHOOK_POLL_MAX_SECONDS = 600.0  # at most 900, like POLL_MAX_SECONDS
+SUBMIT_UNKNOWN_WAIT_SECONDS = 3600.0  # an ambiguous submit waits this long for its callback
 WEB_DEFAULT_PORT = 8000
 LOG_FORMATS = ("text", "json")
 ARCHIVE_SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -144,9 +146,12 @@ class Settings:
     akool_webhook_url: str | None = None
     webhook_max_age_seconds: float = WEBHOOK_MAX_AGE_SECONDS
     webhook_poll_max_seconds: float = WEBHOOK_POLL_MAX_SECONDS
+    submit_unknown_wait_seconds: float = SUBMIT_UNKNOWN_WAIT_SECONDS
     port: int = WEB_DEFAULT_PORT
     log_format: str = "text"
     metrics_port: int | None = None
+    dashboard_user: str | None = None  # the jobs dashboard on METRICS_PORT; off when None
+    dashboard_password: Secret | None = None
 
     def webhook_secret(self) -> Secret | None:
         """The key Akool encrypts callbacks with: the client secret (same value as the API
@@ -287,10 +292,12 @@ def _poll(env: Mapping[str, str]) -> dict[str, Any]:
     if maximum > 900:
         raise ConfigError(f"POLL_MAX_SECONDS must be at most 900, got {maximum:g}")
     timeout = _number(env, "POLL_TIMEOUT_SECONDS", POLL_TIMEOUT_SECONDS, minimum=1)
+    wait = _number(env, "SUBMIT_UNKNOWN_WAIT_SECONDS", SUBMIT_UNKNOWN_WAIT_SECONDS, minimum=1)
     return {
         "poll_initial_seconds": initial,
         "poll_max_seconds": maximum,
         "poll_timeout_seconds": timeout,
+        "submit_unknown_wait_seconds": wait,
     }
 
 
@@ -328,6 +335,10 @@ def _web(env: Mapping[str, str]) -> dict[str, Any]:
     log_format = (_text(env, "LOG_FORMAT") or "text").lower()
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    user, password = _text(env, "DASHBOARD_USER"), _text(env, "DASHBOARD_PASSWORD")
+    if (user is None) != (password is None):  # both (the dashboard is on) or neither (off)
+        missing = "DASHBOARD_USER" if user is None else "DASHBOARD_PASSWORD"
+        raise ConfigError(f"{missing} is not set: the dashboard needs both DASHBOARD_ settings")
     web = {
         "akool_webhook_url": _url(env, "AKOOL_WEBHOOK_URL", None, ("http", "https"))
         if webhook
@@ -342,6 +353,8 @@ def _web(env: Mapping[str, str]) -> dict[str, Any]:
         "port": _port(env, "PORT", WEB_DEFAULT_PORT),
         "log_format": log_format,
         "metrics_port": _port(env, "METRICS_PORT", None),
+        "dashboard_user": user,
+        "dashboard_password": Secret(password) if password else None,
     }
     _check_webhook_poll(web)
     return web

@@ -3,8 +3,10 @@
 Every unfinished job has a due time in Redis: the moment by which its current step must show
 progress (a poll expected, an archive heartbeat). `sweep` finds jobs past it, which nothing is
 working on (a worker was killed, a message was lost), and re-drives them from the step they
-reached, never submitting to Akool again once a submit may have gone out. `at_risk` lists
-jobs whose video Akool deletes soon and which are not archived.
+reached, never submitting to Akool again once a submit may have gone out: such a job waits
+for Akool's callback to name it (worker/reconcile.py) and fails when that wait ends, or at
+once when no callback can. `at_risk` lists jobs whose video Akool deletes soon and which are
+not archived.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from worker import messages
 from worker.jobs import Job, JobStore
 from worker.names import Step
+from worker.reconcile import await_callback
 from worker.settings import Settings
 from worker.status import JobStatus
 
@@ -137,15 +140,37 @@ def _handle(
     if step is None:
         store.forget_due(job.id)
     elif step == Step.SUBMIT and job.submit_claimed_ts is not None:
-        logger.error("Job %s: submit outcome unknown after a worker stopped; failing it", job.id)
-        store.fail(job.id, messages.SUBMIT_UNKNOWN)
-        result.failed.append(job.id)
+        _submit_unknown(store, settings, job, now, result)
     else:
         backoff = settings.stall_seconds * 2 ** min(job.redrives, MAX_REDRIVE_DOUBLINGS)
         store.update(job.id, due=now + backoff, redrives=job.redrives + 1)
         logger.warning("Job %s stalled in %s; re-driving its %s step", job.id, job.status, step)
         redrive(job.id, step)
         result.redriven.append((job.id, step))
+
+
+def _submit_unknown(
+    store: JobStore, settings: Settings, job: Job, now: float, result: SweepResult
+) -> None:
+    """A job whose submit left but whose answer was never recorded: it waits for Akool's
+    callback to name it when one can (worker/reconcile.py), and fails once that wait is over
+    (at once when none can), never by a second submit."""
+    if job.submit_unknown_ts is None:
+        if await_callback(store, job, messages.SUBMIT_UNKNOWN, settings, now=now):
+            return
+        logger.error("Job %s: submit outcome unknown after a worker stopped; failing it", job.id)
+        if store.fail(job.id, messages.SUBMIT_UNKNOWN):
+            result.failed.append(job.id)
+        return
+    wait_ends = job.submit_unknown_ts + settings.submit_unknown_wait_seconds
+    if now < wait_ends:  # SUBMIT_UNKNOWN_WAIT_SECONDS was raised since the wait began
+        store.update_without_akool_id(job.id, due=wait_ends)
+        return
+    error = messages.submit_wait_ended(job.submit_unknown_reason, now - job.submit_unknown_ts)
+    # Refused once a callback gave the job Akool's id: adopted, it is not failed.
+    if store.update_without_akool_id(job.id, status=JobStatus.FAILED, error=error):
+        logger.error("Job %s failed: %s", job.id, error)
+        result.failed.append(job.id)
 
 
 def at_risk(store: JobStore, *, now: float | None = None) -> list[Job]:

@@ -1,9 +1,10 @@
 """The web process: Akool's callbacks and the health check over HTTP.
 
 `python -m worker.web` (the Procfile's `web:` line) serves `POST /webhooks/akool` and
-`GET /healthz` on $PORT with waitress, and the fleet's `/metrics` on METRICS_PORT when it is
-set: a private port, so $PORT (which faces the internet) answers /metrics 404. What a
-callback means is decided in worker/callbacks.py; this module only speaks HTTP.
+`GET /healthz` on $PORT with waitress, and the fleet's `/metrics` and the jobs dashboard
+(worker/dashboard/) on METRICS_PORT when it is set, with a second waitress server: a private
+port, so $PORT (which faces the internet) answers both 404. What a callback means is decided
+in worker/callbacks.py; this module only speaks HTTP.
 
 Why waitress, measured against the standard library's threaded server it replaces (one
 thread per connection, no cap): 300 slow clients made 301 threads there, 96 clients sending
@@ -33,7 +34,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, WSGITask
 
-from worker import deps, logs, metrics, notify, preflight
+from worker import deps, logs, notify, preflight, reconcile
 from worker.callbacks import (
     CallbackHandler,
     HandlesCallbacks,
@@ -41,9 +42,10 @@ from worker.callbacks import (
     Receiver,
     RedisNonces,
 )
+from worker.dashboard import app as dashboard_app
 from worker.errors import ConfigError, WebhookKeyError, WebhookRejected
 from worker.settings import Settings
-from worker.tasks import archive
+from worker.tasks import Step, archive, redrive, retry_job
 from worker.untrusted import ascii_int, escape_controls
 
 logger = logging.getLogger(__name__)
@@ -89,9 +91,12 @@ LOOP_TICK_SECONDS = 0.25
 SHUTDOWN_GRACE_SECONDS = 8.0
 # Then the app's threads get this long to end; one still busy past the grace is abandoned.
 THREADS_JOIN_SECONDS = 1.0
-# Threads of the web process at most: the app's threads, the event loop (main thread), the
-# metrics server on METRICS_PORT with one scrape in flight, and one spare.
-MAX_THREADS = SERVER_THREADS + 4
+# Threads that answer METRICS_PORT (a scrape, a dashboard page: a few pipelined Redis reads
+# each), for the few people and the one Prometheus that use it.
+INTERNAL_THREADS = 2
+# Threads of the web process at most: the app's threads, the event loop (main thread), and
+# METRICS_PORT's server: its event loop and its threads.
+MAX_THREADS = SERVER_THREADS + 2 + INTERNAL_THREADS
 # waitress's settings, each from a constant above. poll() instead of select(), which stops at
 # 1024 descriptors; no `Server: waitress` header; a client's reset is its business, not a
 # traceback in our logs.
@@ -113,6 +118,7 @@ WAITRESS_LOG_LEVELS = {"waitress": logging.INFO, "waitress.queue": logging.WARNI
 
 
 StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def _answer(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
@@ -181,7 +187,7 @@ class WebhookApp:
         if self._receiver is None:
             return _answer(start_response, 503, {"error": "webhooks are not configured"})
         try:
-            outcome = self._receiver.receive(read_body(environ))
+            outcome = self._receiver.receive(read_body(environ), environ.get("QUERY_STRING", ""))
         except WebhookRejected as e:
             logger.warning("Webhook refused (%s): %s", e.http_status, escape_controls(str(e)))
             return _answer(start_response, e.http_status, {"error": str(e)})
@@ -203,7 +209,7 @@ def access_line(task: Any) -> tuple[str, ...]:
     # A request refused while parsing may lack any of these.
     command, path = getattr(request, "command", None), getattr(request, "path", "")
     query, version = getattr(request, "query", ""), getattr(request, "version", "")
-    target = f"{path}?{query}" if query else str(path)
+    target = f"{path}?{reconcile.without_token(str(query))}" if query else str(path)
     line = f"{command} {target} HTTP/{version}" if command else "-"
     client = task.channel.addr[0] if task.channel.addr else "-"
     elapsed_ms = (time.time() - task.start_time) * 1000 if task.start_time else 0.0
@@ -274,9 +280,10 @@ class WebhookServer(TcpWSGIServer):
 
     channel_class = _DeadlineChannel
 
-    def __init__(self, app: WebhookApp, host: str, port: int) -> None:
+    def __init__(self, app: WSGIApp, host: str, port: int, threads: int = SERVER_THREADS) -> None:
         self.socket_map: dict[int, Any] = {}
-        super().__init__(app, map=self.socket_map, host=host, port=port, **WAITRESS_SETTINGS)
+        options = {**WAITRESS_SETTINGS, "threads": threads}
+        super().__init__(app, map=self.socket_map, host=host, port=port, **options)
 
     def maintenance(self, now: float) -> None:
         """waitress's idle timeout, then our deadline for requests still arriving."""
@@ -341,6 +348,7 @@ def build_app(settings: Settings) -> WebhookApp:
         settings,
         enqueue_archive=lambda job_id: archive.si(job_id).apply_async(),
         job_ended=notify.announce_end,
+        enqueue_poll=lambda job_id: redrive(job_id, Step.POLL),
     )
     receiver = None
     if settings.akool_client_id or settings.akool_webhook_url:
@@ -383,12 +391,13 @@ def _parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespac
     return parser.parse_args(argv)
 
 
-def serve(app: WebhookApp, host: str, port: int) -> None:
+def serve(app: WebhookApp, host: str, port: int, internal: WebhookServer | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then finish the requests in flight and return; print a
-    READY line once listening."""
+    READY line once listening. `internal` (METRICS_PORT's server) runs beside, in a thread."""
     route_server_logs()
     server = WebhookServer(app, host, port)
     stop = threading.Event()
+    beside = threading.Thread(target=internal.run_until, args=(stop,)) if internal else None
 
     def _stop(signum: int, _frame: object) -> None:
         logger.info("Webhook receiver got signal %s; finishing the requests in flight", signum)
@@ -397,8 +406,26 @@ def serve(app: WebhookApp, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(f"WEBHOOK READY http://{host}:{server.effective_port}{CALLBACK_PATH}", flush=True)
+    if beside is not None:
+        beside.start()
     server.run_until(stop)
+    if beside is not None:
+        beside.join(SHUTDOWN_GRACE_SECONDS + THREADS_JOIN_SECONDS)
     logger.info("Webhook receiver stopped")
+
+
+def internal_server(settings: Settings, host: str, port: int) -> WebhookServer | None:
+    """METRICS_PORT's server: /metrics, and the dashboard when DASHBOARD_USER is set. None,
+    logged as an error, when the port is taken: the process goes on with its real work."""
+    app = dashboard_app.build_internal_app(settings, retry=retry_job)
+    try:
+        server = WebhookServer(app, host, port, threads=INTERNAL_THREADS)
+    except OSError as e:
+        logger.error("METRICS_PORT %d cannot be served (%s): no /metrics here", port, e)
+        return None
+    shown = "/metrics and the jobs dashboard" if settings.dashboard_user else "/metrics"
+    logger.info("Serving %s on %s:%d", shown, host, port)
+    return server
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -412,9 +439,10 @@ def main(argv: list[str] | None = None) -> None:
         app = build_app(settings)
     except ConfigError as e:
         sys.exit(f"lipsync web: {e}")
+    internal = None
     if settings.metrics_port is not None:
-        metrics.serve(deps.redis_client(), settings.metrics_port, addr=args.host)
-    serve(app, args.host, args.port)
+        internal = internal_server(settings, args.host, settings.metrics_port)
+    serve(app, args.host, args.port, internal)
 
 
 if __name__ == "__main__":

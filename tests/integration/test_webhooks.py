@@ -21,6 +21,7 @@ from worker import keys
 from worker.dev.demo import procfile_argv
 from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.dev.stack import SIM_API_KEY, Process, Stack, free_port, wait_until
+from worker.reconcile import callback_url
 from worker.web import CALLBACK_PATH, HEALTH_PATH
 from worker.webhook_crypto import signed_callback
 
@@ -96,9 +97,10 @@ def start_receiver(stack: Stack, env: dict[str, str], port: int) -> Process:
 
 
 @contextlib.contextmanager
-def hooked_deployment(stack: Stack) -> Iterator[Hooked]:
-    """A simulator, a worker and the Procfile's web process (with METRICS_PORT) wired
-    together on loopback; all stopped at the end."""
+def hooked_deployment(stack: Stack, *, beat: bool = False, **overrides: str) -> Iterator[Hooked]:
+    """A simulator, a worker (and beat, when asked) and the Procfile's web process (with
+    METRICS_PORT) wired together on loopback, with settings `overrides`; all stopped at the
+    end."""
     config = SimulatorConfig(
         api_key=SIM_API_KEY, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, default_size=SIZE
     )
@@ -107,12 +109,12 @@ def hooked_deployment(stack: Stack) -> Iterator[Hooked]:
     url = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
     deployment = _deploy(
         stack,
+        beat=beat,
         AKOOL_BASE_URL=sim.base_url,
         AKOOL_CLIENT_ID=CLIENT_ID,
         AKOOL_CLIENT_SECRET=CLIENT_SECRET,
         AKOOL_WEBHOOK_URL=url,
-        POLL_INITIAL_SECONDS="30",
-        POLL_MAX_SECONDS="60",
+        **{"POLL_INITIAL_SECONDS": "30", "POLL_MAX_SECONDS": "60", **overrides},
     )
     web_env = dict(deployment.env, PORT=str(port), METRICS_PORT=str(metrics_port))
     receiver = start_receiver(stack, procfile_worker_env(web_env), port)
@@ -142,7 +144,10 @@ def test_completion_callback_archives_the_job_without_waiting_for_a_poll(
     assert served["downloads"] == 1
     assert hooked.deployment.stored_sha256(job) == served["sha256"]
     sent = hooked.sim.state.get_job(job.akool_id or "")
-    assert sent is not None and sent.webhook_url == hooked.url
+    # Our receiver, naming the job and its token (see test_submit_reconcile.py).
+    assert sent is not None and sent.webhook_url == callback_url(
+        hooked.url, job.id, hooked.deployment.store.get(job.id).webhook_token or ""
+    )
 
 
 def test_status_4_callback_fails_the_job(hooked: Hooked) -> None:

@@ -5,9 +5,11 @@ handler logs."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,6 +27,7 @@ from tests.unit.callback_fakes import (
     receiver,
     resigned,
 )
+from worker import messages
 from worker.callbacks import (
     Callback,
     CallbackHandler,
@@ -34,8 +37,18 @@ from worker.callbacks import (
     verify_envelope,
 )
 from worker.errors import WebhookKeyError, WebhookRejected
-from worker.jobs import JobStore
+from worker.jobs import Job, JobStore, new_job_id
+from worker.reconcile import (
+    Route,
+    adopt,
+    adoption,
+    callback_url,
+    read_route,
+    token_matches,
+    without_token,
+)
 from worker.settings import Settings
+from worker.status import JobStatus
 from worker.webhook_crypto import encrypt_payload
 
 BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -268,3 +281,273 @@ def test_an_akool_id_with_control_characters_is_logged_escaped(
     message = caplog.records[-1].getMessage()
     assert not any(c in message for c in "\n\x1b\x9b\x7f")
     assert "65f8\\x0a[2024" in message and "forged\\x1b[2J\\x9b\\x7f" in message
+
+
+# --- a callback naming its job by URL (worker/reconcile.py) --------------------------------------
+
+TOKEN = "s3cr3t-token-0123456789abcdefghij"
+SETTINGS = Settings(stall_seconds=30.0, poll_timeout_seconds=3600.0)
+CLAIMED = NOW - 120
+
+
+def a_job(**values: Any) -> Job:
+    values.setdefault("id", new_job_id())
+    values.setdefault("status", JobStatus.SUBMITTED)
+    values.setdefault("webhook_token", TOKEN)
+    values.setdefault("submit_claimed_ts", CLAIMED)
+    values.setdefault("submit_unknown_ts", CLAIMED + 1)
+    return Job(video_url="https://v.example/in.mp4", audio_url="https://v.example/a.wav", **values)
+
+
+class JobsByRoute:
+    """The JobStore methods the handler uses, in dicts; final jobs never change."""
+
+    def __init__(self, *jobs: Job) -> None:
+        self.jobs = {j.id: j for j in jobs}
+        self.index: dict[str, str] = {}
+        self.dues: dict[str, float] = {}
+        self.archive_claims: set[str] = set()
+
+    def get(self, job_id: str) -> Job:
+        return self.jobs[job_id]
+
+    def job_for_akool_id(self, akool_id: str) -> str | None:
+        return self.index.get(akool_id)
+
+    def remember_akool_id(self, job_id: str, akool_id: str) -> None:
+        self.index[akool_id] = job_id
+
+    def update(self, job_id: str, *, due: float | None = None, **values: Any) -> bool:
+        if self.jobs[job_id].is_final:
+            return False
+        if due is not None:
+            self.dues[job_id] = due
+        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], **values)
+        return True
+
+    def update_without_akool_id(self, job_id: str, **values: Any) -> bool:
+        return not self.jobs[job_id].akool_id and self.update(job_id, **values)
+
+    def fail(self, job_id: str, error: str) -> bool:
+        return self.update(job_id, status=JobStatus.FAILED, error=error)
+
+    def claim_archive(self, job_id: str) -> bool:
+        first = job_id not in self.archive_claims
+        self.archive_claims.add(job_id)
+        return first
+
+
+class Seen:
+    """What the handler started: archives, polls, announcements."""
+
+    def __init__(self) -> None:
+        self.archives: list[str] = []
+        self.polls: list[str] = []
+        self.ended: list[str] = []
+
+    def handler(self, store: JobsByRoute) -> CallbackHandler:
+        return CallbackHandler(
+            cast(JobStore, store),
+            SETTINGS,
+            enqueue_archive=self.archives.append,
+            job_ended=self.ended.append,
+            enqueue_poll=self.polls.append,
+        )
+
+
+AKOOL_ID = "65f8a1b2c3d4e5f6a7b8c9d0"
+
+
+def routed(job: Job, status: int, token: str = TOKEN, url: str | None = None) -> Callback:
+    if status == 3 and url is None:
+        url = "https://d1.cloudfront.net/out.mp4"
+    return Callback(AKOOL_ID, status, url=url, route=Route(job.id, token))
+
+
+def test_the_receiver_url_round_trips_through_its_query() -> None:
+    url = callback_url("https://hooks.example.com/webhooks/akool?src=akool", "ab" * 16, TOKEN)
+    assert (
+        url == f"https://hooks.example.com/webhooks/akool?src=akool&job={'ab' * 16}&token={TOKEN}"
+    )
+    assert read_route(urlsplit(url).query) == Route("ab" * 16, TOKEN)
+
+
+@pytest.mark.parametrize("query", ["", "src=akool", "jobs=1&tokens=2"])
+def test_a_query_that_names_no_job_is_the_plain_url(query: str) -> None:
+    assert read_route(query) is None
+
+
+@pytest.mark.parametrize(
+    "query", ["job=ab", "token=t", "job=a&job=b&token=t", "job=a&token=t&token=u"]
+)
+def test_a_query_naming_a_job_without_one_token_is_a_bad_request(query: str) -> None:
+    with pytest.raises(WebhookRejected) as caught:
+        read_route(query)
+    assert caught.value.http_status == 400
+
+
+def test_the_token_is_masked_in_a_query_fit_for_the_log() -> None:
+    assert without_token(f"job=ab&token={TOKEN}") == "job=ab&token=***"
+    assert without_token(f"token={TOKEN}&x=1") == "token=***&x=1"
+    assert without_token("x=1") == "x=1"
+
+
+def test_a_token_matches_only_the_jobs_own() -> None:
+    assert token_matches(a_job(), TOKEN)
+    assert not token_matches(a_job(), TOKEN[:-1] + "X")
+    assert not token_matches(a_job(), "")
+    assert not token_matches(a_job(webhook_token=None), "")
+    assert not token_matches(a_job(), "\udc80")
+
+
+@pytest.mark.parametrize(
+    ("values", "decision"),
+    [
+        ({}, "adopt"),
+        ({"status": JobStatus.PROCESSING}, "adopt"),
+        ({"akool_id": AKOOL_ID}, "known"),
+        ({"akool_id": "another"}, "other"),
+        ({"status": JobStatus.FAILED}, "final"),
+        ({"status": JobStatus.ARCHIVED, "akool_id": AKOOL_ID}, "final"),
+    ],
+)
+def test_a_job_adopts_akools_id_only_while_unfinished_and_without_one(
+    values: dict[str, Any], decision: str
+) -> None:
+    assert adopt(a_job(**values), AKOOL_ID) == decision
+
+
+def test_adopting_status_2_starts_akools_clocks_at_the_submits_claim() -> None:
+    values = adoption(a_job(), AKOOL_ID, 2, None, SETTINGS, NOW)
+    assert values == {
+        "akool_id": AKOOL_ID,
+        "submitted_ts": CLAIMED,
+        "expires_ts": CLAIMED + 7 * 24 * 3600,
+        "poll_deadline_ts": CLAIMED + 3600.0,
+        "due": NOW + 30.0,
+        "status": JobStatus.PROCESSING,
+    }
+
+
+def test_adopting_status_3_without_a_url_is_left_to_polling() -> None:
+    assert adoption(a_job(), AKOOL_ID, 3, None, SETTINGS, NOW)["status"] == JobStatus.PROCESSING
+
+
+def test_a_waiting_job_adopts_a_completion_and_archives_it_once() -> None:
+    job = a_job()
+    store, seen = JobsByRoute(job), Seen()
+
+    assert seen.handler(store).handle(routed(job, 3), NOW) == "adopted-archiving"
+
+    record = store.get(job.id)
+    assert (record.status, record.akool_id) == (JobStatus.ARCHIVING, AKOOL_ID)
+    assert record.result_url == "https://d1.cloudfront.net/out.mp4"
+    assert store.index == {AKOOL_ID: job.id}
+    assert seen.archives == [job.id] and seen.polls == []
+
+
+def test_a_waiting_job_adopts_progress_and_is_polled_from_then_on() -> None:
+    job = a_job()
+    store, seen = JobsByRoute(job), Seen()
+
+    assert seen.handler(store).handle(routed(job, 2), NOW) == "adopted-polling"
+
+    assert store.get(job.id).status == JobStatus.PROCESSING
+    assert store.get(job.id).akool_id == AKOOL_ID
+    assert seen.polls == [job.id] and seen.archives == []
+
+
+def test_a_waiting_job_adopts_a_failure_and_is_announced() -> None:
+    job = a_job()
+    store, seen = JobsByRoute(job), Seen()
+
+    assert seen.handler(store).handle(routed(job, 4), NOW) == "adopted-failed"
+
+    record = store.get(job.id)
+    assert (record.status, record.error, record.akool_id) == (
+        JobStatus.FAILED,
+        messages.AKOOL_JOB_FAILED,
+        AKOOL_ID,
+    )
+    assert seen.ended == [job.id]
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        pytest.param(lambda job: Route(job.id, "wrong-token"), id="wrong-token"),
+        pytest.param(lambda job: Route(new_job_id(), TOKEN), id="unknown-job"),
+        pytest.param(lambda job: Route("../../x", TOKEN), id="not-a-job-id"),
+    ],
+)
+def test_a_callback_whose_url_token_is_not_the_jobs_is_refused_and_changes_nothing(
+    route: Callable[[Job], Route],
+) -> None:
+    job = a_job()
+    store, seen = JobsByRoute(job), Seen()
+    callback = Callback(AKOOL_ID, 3, url="https://d1.cloudfront.net/out.mp4", route=route(job))
+
+    with pytest.raises(WebhookRejected) as caught:
+        seen.handler(store).handle(callback, NOW)
+
+    assert caught.value.http_status == 401
+    assert "wrong-token" not in str(caught.value)
+    assert store.get(job.id) == job and store.index == {}
+    assert (seen.archives, seen.polls, seen.ended) == ([], [], [])
+
+
+def test_a_callback_for_a_job_whose_wait_ended_changes_nothing() -> None:
+    job = a_job(status=JobStatus.FAILED, error=messages.SUBMIT_UNKNOWN)
+    store, seen = JobsByRoute(job), Seen()
+
+    assert seen.handler(store).handle(routed(job, 3), NOW) == "not-adopted"
+
+    assert store.get(job.id) == job and store.index == {}
+    assert (seen.archives, seen.polls, seen.ended) == ([], [], [])
+
+
+def test_a_callback_for_a_job_with_another_akool_id_changes_nothing() -> None:
+    job = a_job(akool_id="another", status=JobStatus.PROCESSING)
+    store, seen = JobsByRoute(job), Seen()
+
+    assert seen.handler(store).handle(routed(job, 3), NOW) == "not-adopted"
+
+    assert store.get(job.id) == job and seen.archives == []
+
+
+def test_a_job_known_by_its_akool_id_goes_on_as_usual_when_its_url_token_is_right() -> None:
+    job = a_job(akool_id=AKOOL_ID, status=JobStatus.PROCESSING, submit_unknown_ts=None)
+    store, seen = JobsByRoute(job), Seen()
+    store.index[AKOOL_ID] = job.id
+
+    assert seen.handler(store).handle(routed(job, 3), NOW) == "archiving"
+    assert seen.archives == [job.id]
+
+
+def test_a_known_job_with_a_wrong_url_token_is_still_refused() -> None:
+    job = a_job(akool_id=AKOOL_ID, status=JobStatus.PROCESSING)
+    store, seen = JobsByRoute(job), Seen()
+    store.index[AKOOL_ID] = job.id
+
+    with pytest.raises(WebhookRejected):
+        seen.handler(store).handle(routed(job, 3, token="nope"), NOW)
+    assert seen.archives == []
+
+
+def test_the_receiver_hands_the_route_of_the_url_on_with_the_callback() -> None:
+    handler = RecordingHandler()
+
+    receiver(handler).receive(body_of(fresh()), f"job=ab&token={TOKEN}")
+
+    assert handler.callbacks[0].route == Route("ab", TOKEN)
+
+
+def test_a_refused_token_leaves_no_replay_marker_so_the_right_one_gets_through() -> None:
+    nonces = MemoryNonces()
+    refusing = RecordingHandler(WebhookRejected("token", http_status=401))
+    with pytest.raises(WebhookRejected):
+        receiver(refusing, nonces).receive(body_of(fresh()), "job=ab&token=bad")
+
+    accepting = RecordingHandler()
+    receiver(accepting, nonces).receive(body_of(fresh()), f"job=ab&token={TOKEN}")
+    assert len(accepting.callbacks) == 1

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from worker import messages
 from worker.akool import AkoolClient, AkoolStatus
 from worker.archive import Archiver, ArchiveResult
 from worker.errors import (
@@ -80,6 +81,13 @@ class FakeStore:
 
     def fail(self, job_id: str, error: str) -> bool:
         return self.update(job_id, status=JobStatus.FAILED, error=error)
+
+    def update_without_akool_id(
+        self, job_id: str, *, due: float | None = None, **values: Any
+    ) -> bool:
+        if self.jobs[job_id].akool_id:
+            return False
+        return self.update(job_id, due=due, **values)
 
     def claim_submit(self, job_id: str) -> bool:
         if self.jobs[job_id].submit_claimed_ts is not None:
@@ -612,3 +620,101 @@ def test_polls_keep_their_schedule_without_webhooks_or_with_the_callers_own() ->
     assert poll_settings(plain, a_job()) is plain
     hooked = Settings(akool_webhook_url=RECEIVER, webhook_poll_max_seconds=600.0)
     assert poll_settings(hooked, a_job(webhook_url="https://caller.example.com/cb")) is hooked
+
+
+# --- webhooks on: a submit whose answer was lost waits for the callback ---------------------------
+
+TOKEN = "t" * 32
+HOOKED = dataclasses.replace(
+    SETTINGS, akool_webhook_url=RECEIVER, submit_unknown_wait_seconds=600.0
+)
+
+
+def submit_hooked(store: FakeStore, client: FakeClient, job_id: str) -> str | None:
+    return submit_step(cast(JobStore, store), cast(AkoolClient, client), job_id, HOOKED, now=NOW)
+
+
+def test_the_receiver_url_akool_is_given_names_the_job_and_its_token() -> None:
+    job = a_job(webhook_token=TOKEN)
+    assert webhook_for(job, HOOKED) == f"{RECEIVER}?job={job.id}&token={TOKEN}"
+    caller = "https://caller.example.com/cb"
+    assert webhook_for(a_job(webhook_url=caller, webhook_token=TOKEN), HOOKED) == caller
+    assert webhook_for(a_job(webhook_token=TOKEN), SETTINGS) is None
+
+
+def test_a_502_with_webhooks_on_makes_the_job_wait_for_its_callback_not_fail(
+    store: FakeStore,
+) -> None:
+    job = store.add(webhook_token=TOKEN)
+    client = FakeClient(submit_errors=[AkoolTransientError("HTTP 502", status=502)])
+
+    assert submit_hooked(store, client, job.id) is None
+
+    record = store.get(job.id)
+    assert (record.status, record.akool_id, record.error) == (JobStatus.SUBMITTED, None, None)
+    assert record.submit_unknown_ts == NOW
+    assert "502" in (record.submit_unknown_reason or "")
+    assert "not sent again" in (record.submit_unknown_reason or "")
+    assert store.dues[job.id] == NOW + 600.0
+    assert client.submits == [(VIDEO, AUDIO, f"{RECEIVER}?job={job.id}&token={TOKEN}")]
+
+
+def test_a_waiting_job_is_never_sent_again_by_a_repeated_task(store: FakeStore) -> None:
+    job = store.add(webhook_token=TOKEN)
+    client = FakeClient(submit_errors=[AkoolTransientError("HTTP 502", status=502)])
+    submit_hooked(store, client, job.id)
+    waiting_since = store.get(job.id).submit_unknown_ts
+
+    assert submit_hooked(store, client, job.id) is None
+
+    assert len(client.submits) == 1
+    assert store.get(job.id).submit_unknown_ts == waiting_since
+
+
+def test_a_taken_claim_with_webhooks_on_waits_with_the_unknown_submit_sentence(
+    store: FakeStore,
+) -> None:
+    job = store.add(webhook_token=TOKEN, submit_claimed_ts=NOW - 30)
+    client = FakeClient()
+
+    assert submit_hooked(store, client, job.id) is None
+
+    assert client.submits == []
+    record = store.get(job.id)
+    assert record.submit_unknown_ts == NOW and record.status == JobStatus.SUBMITTED
+    assert record.submit_unknown_reason == messages.SUBMIT_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({"webhook_url": "https://caller.example.com/cb"}, id="callers-own-url"),
+        pytest.param({"webhook_token": None}, id="stored-before-tokens"),
+    ],
+)
+def test_a_502_fails_at_once_when_no_callback_could_name_the_job(
+    store: FakeStore, values: dict[str, Any]
+) -> None:
+    job = store.add(**{"webhook_token": TOKEN, **values})
+    client = FakeClient(submit_errors=[AkoolTransientError("HTTP 502", status=502)])
+
+    with pytest.raises(AkoolSubmitUnknown):
+        submit_hooked(store, client, job.id)
+
+    assert store.get(job.id).submit_unknown_ts is None
+
+
+def test_a_job_a_callback_named_during_the_submit_is_left_as_the_callback_made_it(
+    store: FakeStore,
+) -> None:
+    job = store.add(webhook_token=TOKEN)
+
+    class AdoptedWhileSending(FakeClient):
+        def submit(self, *args: Any, **kwargs: Any) -> str:
+            store.jobs[job.id] = dataclasses.replace(store.jobs[job.id], akool_id="akool-5")
+            raise AkoolTransientError("timed out")
+
+    assert submit_hooked(store, AdoptedWhileSending(), job.id) is None
+
+    record = store.get(job.id)
+    assert (record.akool_id, record.submit_unknown_ts) == ("akool-5", None)

@@ -23,6 +23,7 @@ NUMERIC_VARS = (
     "POLL_TIMEOUT_SECONDS",
     "ARCHIVE_MAX_BYTES",
     "JOB_RETENTION_DAYS",
+    "SUBMIT_UNKNOWN_WAIT_SECONDS",
 )
 
 
@@ -97,6 +98,11 @@ def test_a_numeric_variable_rejects_non_numbers_and_negatives_naming_itself(
 @pytest.mark.parametrize("name", NUMERIC_VARS)
 def test_a_numeric_variable_rejects_zero(name: str) -> None:
     assert name in str(load_error({name: "0"}))
+
+
+def test_an_unknown_submit_waits_an_hour_for_its_callback_unless_told_otherwise() -> None:
+    assert load_settings({}).submit_unknown_wait_seconds == 3600.0
+    assert load_settings({"SUBMIT_UNKNOWN_WAIT_SECONDS": "90"}).submit_unknown_wait_seconds == 90.0
 
 
 def test_poll_max_below_poll_initial_is_rejected_naming_both() -> None:

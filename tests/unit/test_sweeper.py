@@ -73,6 +73,13 @@ class FakeStore:
     def fail(self, job_id: str, error: str) -> bool:
         return self.update(job_id, status=JobStatus.FAILED, error=error)
 
+    def update_without_akool_id(
+        self, job_id: str, *, due: float | None = None, **values: Any
+    ) -> bool:
+        if self.jobs[job_id].akool_id:
+            return False
+        return self.update(job_id, due=due, **values)
+
     def reopen(
         self, job_id: str, status: JobStatus, *, due: float, poll_deadline: float | None = None
     ) -> bool:
@@ -259,3 +266,77 @@ def test_a_sweep_announces_the_jobs_it_failed_and_the_notifications_left_due() -
     announced: list[str] = []
     sweep(cast(JobStore, store), SETTINGS, lambda *_: None, announce=announced.append, now=NOW)
     assert announced == [unknown.id, "left-by-a-dead-worker"]
+
+
+# --- an unknown submit, with webhooks on: wait for the callback, then fail -------------------
+
+HOOKED = dataclasses.replace(
+    SETTINGS,
+    akool_webhook_url="https://hooks.example.com/webhooks/akool",
+    submit_unknown_wait_seconds=600.0,
+)
+
+
+def sweep_hooked(store: FakeStore, now: float = NOW) -> list[str]:
+    result = sweep(cast(JobStore, store), HOOKED, lambda *_: None, now=now)
+    assert result.redriven == []
+    return result.failed
+
+
+def test_a_lost_submit_found_by_the_sweeper_waits_for_its_callback_with_webhooks_on() -> None:
+    claimed = job(status=JobStatus.QUEUED, submit_claimed_ts=1.0, webhook_token="t" * 32)
+    store = FakeStore(claimed)
+    store.dues[claimed.id] = NOW - 1
+
+    assert sweep_hooked(store) == []
+
+    record = store.get(claimed.id)
+    assert (record.status, record.submit_unknown_ts) == (JobStatus.SUBMITTED, NOW)
+    assert record.submit_unknown_reason == messages.SUBMIT_UNKNOWN
+    assert store.dues[claimed.id] == NOW + 600.0
+
+
+def test_the_end_of_the_wait_fails_the_job_saying_its_outcome_is_unknown() -> None:
+    reason = "the submit to Akool failed (HTTP 502); ... not sent again to avoid paying twice"
+    waiting = job(
+        status=JobStatus.SUBMITTED,
+        submit_claimed_ts=NOW - 700,
+        webhook_token="t" * 32,
+        submit_unknown_ts=NOW - 600,
+        submit_unknown_reason=reason,
+    )
+    store = FakeStore(waiting)
+    store.dues[waiting.id] = NOW - 1
+
+    assert sweep_hooked(store) == [waiting.id]
+
+    record = store.get(waiting.id)
+    assert record.status == JobStatus.FAILED
+    assert record.error == messages.submit_wait_ended(reason, 600.0)
+    assert record.error.startswith(reason) and "SUBMIT_UNKNOWN_WAIT_SECONDS" in record.error
+
+
+def test_a_wait_made_longer_since_it_began_is_not_cut_short() -> None:
+    waiting = job(
+        status=JobStatus.SUBMITTED, submit_claimed_ts=1.0, webhook_token="t", submit_unknown_ts=NOW
+    )
+    store = FakeStore(waiting)
+    store.dues[waiting.id] = NOW + 10  # due by the older, shorter wait
+
+    assert sweep_hooked(store, now=NOW + 20) == []
+
+    assert store.get(waiting.id).status == JobStatus.SUBMITTED
+    assert store.dues[waiting.id] == NOW + 600.0
+
+
+def test_a_job_a_callback_adopted_is_never_failed_by_the_end_of_its_wait() -> None:
+    adopted = job(status=JobStatus.SUBMITTED, submit_claimed_ts=1.0, submit_unknown_ts=NOW - 900)
+    store = FakeStore(adopted)
+    store.dues[adopted.id] = NOW - 1
+    # The sweeper read the job without an Akool id; a callback gives it one before the write.
+    store.jobs[adopted.id] = dataclasses.replace(adopted, akool_id="akool-1")
+    store.read = lambda job_id: adopted  # type: ignore[method-assign]
+
+    assert sweep_hooked(store) == []
+
+    assert store.get(adopted.id).status == JobStatus.SUBMITTED

@@ -18,15 +18,25 @@ from waitress.parser import HTTPRequestParser
 
 from tests.unit.callback_fakes import RecordingHandler, body_of, fresh, receiver
 from worker import web
+from worker.errors import WebhookRejected
+from worker.reconcile import Route
 from worker.web import CALLBACK_PATH, HEALTH_PATH, MAX_BODY_BYTES, WebhookApp
+
+TOKEN = "s3cr3t-token-0123456789abcdefghij"
 
 
 def call(
-    app: WebhookApp, method: str, path: str, body: bytes = b"", length: str | None = None
+    app: WebhookApp,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    length: str | None = None,
+    query: str = "",
 ) -> tuple[int, dict[str, Any]]:
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
+        "QUERY_STRING": query,
         "wsgi.input": io.BytesIO(body),
         "CONTENT_LENGTH": str(len(body)) if length is None else length,
     }
@@ -57,6 +67,34 @@ def test_app_answers_401_for_a_bad_signature_and_hands_nothing_on() -> None:
     handler = RecordingHandler()
     status, _ = call(web_app(handler), "POST", CALLBACK_PATH, body_of({**fresh(), "nonce": "9"}))
     assert status == 401 and handler.callbacks == []
+
+
+def test_app_hands_the_job_and_token_its_url_names_to_the_handler() -> None:
+    handler = RecordingHandler()
+    query = "job=" + "ab" * 16 + "&token=" + TOKEN
+    assert call(web_app(handler), "POST", CALLBACK_PATH, body_of(fresh()), query=query)[0] == 200
+    assert handler.callbacks[0].route == Route("ab" * 16, TOKEN)
+
+
+def test_app_answers_400_for_a_url_naming_a_job_without_its_token() -> None:
+    handler = RecordingHandler()
+    status, _ = call(web_app(handler), "POST", CALLBACK_PATH, body_of(fresh()), query="job=ab")
+    assert status == 400 and handler.callbacks == []
+
+
+def test_app_answers_401_for_a_wrong_token_logging_it_once_without_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler = RecordingHandler(WebhookRejected("the job token does not match", http_status=401))
+    query = f"job=ab&token={TOKEN}"
+    with caplog.at_level(logging.INFO, logger="worker.web"):
+        status, _ = call(web_app(handler), "POST", CALLBACK_PATH, body_of(fresh()), query=query)
+        web.log_access(answered(CALLBACK_PATH, command="POST", query=query))
+    assert status == 401
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+    assert "job=ab&token=*** HTTP/1.1" in caplog.records[-1].getMessage()
 
 
 def test_app_refuses_a_body_over_64_kib() -> None:

@@ -28,6 +28,8 @@ class Scenario:
     submit_code_times: int | None = None
     submit_http: int | None = None
     submit_http_times: int = 1
+    # With submit_http: create the job (paid for, its callbacks sent to the submit's
+    # webhookUrl as usual) before answering the error, as Akool's gateway can.
     submit_http_after_create: bool = False
     poll_code: int | None = None
     poll_code_times: int | None = None
