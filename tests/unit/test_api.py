@@ -8,33 +8,11 @@ from typing import Any, cast
 
 import pytest
 
+from tests.unit.job_fakes import AUDIO, VIDEO, FakeStore, job
 from worker import api, deps
 from worker.api import submit_lipsync, wait_until_final
 from worker.jobs import Job, JobStore, new_job_id
 from worker.status import JobStatus
-
-VIDEO = "https://example.invalid/v.mp4"
-AUDIO = "https://example.invalid/a.wav"
-
-
-def job(**values: Any) -> Job:
-    values.setdefault("id", new_job_id())
-    values.setdefault("status", JobStatus.PROCESSING)
-    return Job(video_url=VIDEO, audio_url=AUDIO, **values)
-
-
-class FakeStore:
-    """get() answers each snapshot in turn, then the last one again."""
-
-    def __init__(self, *snapshots: Job) -> None:
-        self.snapshots = list(snapshots)
-        self.reads = 0
-
-    def get(self, job_id: str) -> Job:
-        if not self.snapshots or self.snapshots[0].id != job_id:
-            raise KeyError(job_id)
-        self.reads += 1
-        return self.snapshots[min(self.reads, len(self.snapshots)) - 1]
 
 
 class FakeClock:

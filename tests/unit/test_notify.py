@@ -15,8 +15,9 @@ import pytest
 from celery import signature
 
 from tests.postsink import PostSink, post_sink
+from tests.unit.job_fakes import FakeStore, job
 from worker.dev.stack import free_port
-from worker.jobs import Job, JobStore, new_job_id
+from worker.jobs import Job, JobStore
 from worker.notify import (
     NotifyFailed,
     NotifyRefused,
@@ -26,30 +27,6 @@ from worker.notify import (
     on_complete_signature,
 )
 from worker.status import JobStatus
-
-VIDEO = "https://example.invalid/v.mp4"
-AUDIO = "https://example.invalid/a.wav"
-
-
-def job(**values: Any) -> Job:
-    values.setdefault("id", new_job_id())
-    values.setdefault("status", JobStatus.PROCESSING)
-    return Job(video_url=VIDEO, audio_url=AUDIO, **values)
-
-
-class FakeStore:
-    """get() answers each snapshot in turn, then the last one again."""
-
-    def __init__(self, *snapshots: Job) -> None:
-        self.snapshots = list(snapshots)
-        self.reads = 0
-
-    def get(self, job_id: str) -> Job:
-        if not self.snapshots or self.snapshots[0].id != job_id:
-            raise KeyError(job_id)
-        self.reads += 1
-        return self.snapshots[min(self.reads, len(self.snapshots)) - 1]
-
 
 # --- on_complete and notify_url ------------------------------------------------------------------
 

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from worker.jobs import Job
+from tests.unit.job_fakes import listed_job as job
 from worker.names import MiB
 from worker.progress import describe, progress_bar
-
-
-def job(**values: object) -> Job:
-    base: dict[str, object] = {
-        "id": "a" * 32,
-        "status": "queued",
-        "video_url": "https://v/x.mp4",
-        "audio_url": "https://v/a.wav",
-        "created_ts": 1_700_000_000.0,
-    }
-    base.update(values)
-    return Job(**base)  # type: ignore[arg-type]
 
 
 def test_progress_bar_shows_share_and_mib_copied() -> None:
