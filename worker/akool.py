@@ -23,6 +23,7 @@ from worker.errors import (
     AkoolRateLimited,
     AkoolRequestNotSent,
     AkoolTransientError,
+    LipsyncError,
 )
 from worker.ratelimit import RequestBudget
 from worker.settings import AKOOL_CONNECT_TIMEOUT_SECONDS, AKOOL_TIMEOUT_SECONDS, Secret
@@ -68,10 +69,10 @@ PERMANENT_CODES = {
 }
 # The largest JSON body we accept from Akool; a job record is a few hundred bytes.
 MAX_BODY_BYTES = 1024 * 1024
-# How long a call may wait in the worker for a slot of the fleet's shared request budget. A
-# short wait smooths bursts; a longer one is better spent as a Celery countdown (the caller
-# gets AkoolRateLimited with retry_after) so the worker process is free for other jobs.
-BUDGET_WAIT_SECONDS = 2.0
+# How long a call may wait in the worker for its budget slot: not at all; a later slot is a
+# Celery countdown (SlotReserved). A pool process asleep here makes other jobs' slots late,
+# and late slots go out together (measured: 7 calls in a second at AKOOL_MAX_RPS=4 with 2 s).
+BUDGET_WAIT_SECONDS = 0.0
 # Statuses whose Retry-After header we honour, and the longest wait we take from it: a
 # misconfigured proxy must not park a job for hours.
 RETRY_AFTER_STATUSES = (429, 503)
@@ -81,6 +82,9 @@ MAX_RETRY_AFTER_SECONDS = 600.0
 _RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
 
 STATUS_QUEUED, STATUS_PROCESSING, STATUS_COMPLETED, STATUS_FAILED = 1, 2, 3, 4
+# Akool's answers that ask the whole fleet to slow down (its rate is cut, see ratelimit.py).
+CODE_TOO_FREQUENT = 1005
+HTTP_TOO_MANY_REQUESTS = 429
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ class AkoolClient:
     Authenticates with `api_key` (header x-api-key) or with `client_id` + `client_secret`
     (a getToken token, cached and fetched again once when Akool answers code 1101).
     With a `budget`, every HTTP request (getToken included) first takes a slot of it,
-    waiting at most `budget_wait` seconds; otherwise it raises AkoolRateLimited unsent.
+    waiting at most `budget_wait` seconds; otherwise it raises SlotReserved (or, the queue
+    being too long, AkoolRateLimited) unsent. A 1005 or 429 slows the budget down.
     """
 
     def __init__(
@@ -226,9 +231,28 @@ class AkoolClient:
             raise  # never sent: not a call
         except AkoolError as e:
             self._observe(endpoint, _outcome(e))
+            self._slow_down_if_asked(e)
             raise
         self._observe(endpoint, "ok")
         return envelope
+
+    def _slow_down_if_asked(self, error: AkoolError) -> None:
+        """A 1005 or 429 cuts the fleet's rate (and honours Retry-After); best effort, so the
+        caller still sees Akool's error when Redis is away."""
+        asked = error.code == CODE_TOO_FREQUENT or error.status == HTTP_TOO_MANY_REQUESTS
+        if self._budget is None or not asked:
+            return
+        try:
+            self._budget.slow_down(error.retry_after)
+        except LipsyncError as trouble:
+            logger.warning("Could not slow the request budget down: %s", trouble)
+
+    def book_next(self, not_before: float) -> tuple[float, float | None]:
+        """Book a later request's slot (the next poll), `not_before` s away or more: (wait,
+        the slot's epoch time); (not_before, None) when the queue is shorter than that."""
+        if self._budget is None:
+            return not_before, None
+        return self._budget.book_next(not_before)
 
     def _observe(self, endpoint: str, outcome: str) -> None:
         if self._observer is not None:
@@ -261,7 +285,7 @@ class AkoolClient:
     ) -> requests.Response:
         if self._budget is not None:
             # Before the request, so a spent budget sends nothing to Akool.
-            self._budget.acquire(self._budget_wait)
+            self._budget.take(self._budget_wait)
         if before_send is not None:
             before_send()
         try:

@@ -119,6 +119,7 @@ def akool_client() -> AkoolClient:
         client_id=s.akool_client_id,
         client_secret=s.akool_client_secret,
         timeout=s.akool_timeout_seconds,
+        # AKOOL_MAX_RPS is the ceiling the adaptive rate climbs back to.
         budget=RequestBudget(redis_client(), s.akool_max_rps),
         observer=metrics().akool_call,
     )

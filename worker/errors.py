@@ -88,7 +88,16 @@ class PollTimeout(PermanentError):
 
 
 class StillProcessing(TransientError):
-    """Akool answered the poll: the job is not finished yet. Poll again later."""
+    """Akool answered the poll: the job is not finished yet. Poll again later: in
+    `next_in` seconds when the poll already planned it (and recorded it), on the slot of the
+    request budget reserved for it at `reserved_at` (epoch seconds) if any."""
+
+    def __init__(
+        self, message: str, *, next_in: float | None = None, reserved_at: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.next_in = next_in
+        self.reserved_at = reserved_at
 
 
 # --- Archive -------------------------------------------------------------------------------

@@ -65,8 +65,9 @@ def _lua(script: str) -> str:
 _UPDATE_BODY = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == '$archived' or status == '$failed' then return 0 end
+--on-write--
 local before = status
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = --first--, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 status = redis.call('HGET', KEYS[1], 'status')
 count_move(KEYS[5], before, status)
@@ -90,7 +91,14 @@ if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
 if expires and expires ~= '' then redis.call('ZADD', KEYS[3], expires, ARGV[2]) end
 return 1
 """
-UPDATE_UNLESS_FINAL = _lua("$helpers\nif not ($whole) then return -1 end" + _UPDATE_BODY)
+
+
+def _update(first: int = 5, on_write: str = "") -> str:
+    """The update's body, its field pairs from ARGV[first], running `on_write` first."""
+    return _UPDATE_BODY.replace("--first--", str(first)).replace("--on-write--", on_write)
+
+
+UPDATE_UNLESS_FINAL = _lua("$helpers\nif not ($whole) then return -1 end" + _update())
 # The same write, also refused (0) once the job has an Akool id: a job whose submit's answer
 # was lost is adopted by a callback, failed at the end of its wait, or marked as waiting by
 # whichever comes first, never by one after the other has named or ended it.
@@ -100,7 +108,7 @@ $helpers
 if not ($whole) then return -1 end
 local known = redis.call('HGET', KEYS[1], 'akool_id')
 if known and known ~= '' then return 0 end"""
-    + _UPDATE_BODY
+    + _update()
 )
 
 # A sign of life from a running step. KEYS: job hash, due set. ARGV: job id, due, now,
@@ -117,10 +125,9 @@ redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
 return 1
 """)
 
-# Counts one poll and logs it in `poll_log` (records.POLL_LOG_ENTRIES), in the round trip the
-# poll makes anyway, before Akool answers: with the status Akool gave last, which is this
-# poll's too unless it changes, and then the write recording the change corrects the entry
-# (pipeline._record_status). KEYS: job hash. ARGV: now, entries kept. Returns the new count,
+# Counts a poll that got no answer (a timeout, a 5xx) and logs it in `poll_log`
+# (records.POLL_LOG_ENTRIES kept) with the status Akool gave last; an answered poll is
+# recorded by RECORD_POLL. KEYS: job hash. ARGV: now, entries kept. Returns the new count,
 # or -1.
 COUNT_POLL = _lua("""
 if not ($whole) then return -1 end
@@ -138,17 +145,35 @@ return redis.call('HINCRBY', KEYS[1], 'polls', 1)
 
 # Takes the poll loop for a task id: the first loop to run (or the one the sweeper names)
 # owns the job; a duplicated loop finds another owner and stops. KEYS[1] job hash,
-# ARGV[1] task id. Returns 1 when this task owns the polling, 0 when another does, or -1.
+# ARGV[1] task id. Returns the record (HGETALL) when this task owns the polling, so the
+# poll reads it in the same round trip, 0 when another task does, or -1.
 OWN_POLL = _lua("""
 if not ($whole) then return -1 end
 local owner = redis.call('HGET', KEYS[1], 'poll_owner')
 if not owner or owner == '' then
   redis.call('HSET', KEYS[1], 'poll_owner', ARGV[1])
-  return 1
+elseif owner ~= ARGV[1] then
+  return 0
 end
-if owner == ARGV[1] then return 1 end
-return 0
+return redis.call('HGETALL', KEYS[1])
 """)
+
+# Records one answered poll in one round trip: counts it, logs its time and Akool's status
+# in `poll_log` (records.POLL_LOG_ENTRIES kept), and writes what changed with the next due
+# time, as UPDATE_UNLESS_FINAL does. KEYS: as UPDATE_UNLESS_FINAL. ARGV: ttl seconds, job
+# id, due ('' = unchanged), now, entries kept, Akool's status, then field/value pairs.
+# Returns 1, 0 when the job is final (nothing counted), or -1.
+_LOG_POLL = """
+local f = redis.call('HMGET', KEYS[1], 'poll_log', 'created_ts')
+local log = f[1] or ''
+local offset = math.max(0, math.floor(tonumber(ARGV[4]) - (tonumber(f[2]) or 0)))
+local entry = string.format('%d:%s', offset, ARGV[6])
+if log == '' then log = entry else log = log .. ',' .. entry end
+local _, commas = string.gsub(log, ',', ',')
+for _ = tonumber(ARGV[5]), commas do log = string.sub(log, string.find(log, ',', 1, true) + 1) end
+redis.call('HSET', KEYS[1], 'poll_log', log)
+redis.call('HINCRBY', KEYS[1], 'polls', 1)"""
+RECORD_POLL = _lua("$helpers\nif not ($whole) then return -1 end" + _update(7, _LOG_POLL))
 
 # Takes the job's one submit claim. KEYS: job hash. ARGV: now. 1 taken, 0 already, -1.
 CLAIM_SUBMIT = _lua("""

@@ -87,6 +87,7 @@ class JobStore:
         self._heartbeat = script(job_scripts.HEARTBEAT)
         self._count_poll = script(job_scripts.COUNT_POLL)
         self._own_poll = script(job_scripts.OWN_POLL)
+        self._record_poll = script(job_scripts.RECORD_POLL)
         self._claim_submit = script(job_scripts.CLAIM_SUBMIT)
         self._reopen = script(job_scripts.REOPEN_FAILED)
         # Jobs whose end is still to be told to the application.
@@ -232,7 +233,27 @@ class JobStore:
     @translated
     def own_poll(self, job_id: str, task_id: str) -> bool:
         """True when `task_id` is (now) the one poll loop of this job; KeyError if gone."""
-        return _whole(self._own_poll(keys=[self._key(job_id)], args=[task_id]), job_id) == 1
+        return self.own_poll_record(job_id, task_id) is not None
+
+    @translated
+    def own_poll_record(self, job_id: str, task_id: str) -> Job | None:
+        """The job, read in the round trip that makes `task_id` (now) its one poll loop;
+        None when another loop owns it. KeyError (CorruptRecord) when gone or not whole."""
+        answer = self._own_poll(keys=[self._key(job_id)], args=[task_id])
+        if not isinstance(answer, list):
+            _whole(answer, job_id)  # KeyError when not whole
+            return None
+        return decode(self._key(job_id), dict(zip(answer[::2], answer[1::2], strict=True)))
+
+    @translated
+    def record_poll(
+        self, job_id: str, akool_status: int, *, due: float | None = None, **values: Any
+    ) -> bool:
+        """Count an answered poll, log it with Akool's `akool_status`, and write `values`
+        and `due` (as `update` does), in one round trip; False when the job is final."""
+        names, args = self._move(job_id, due, values)
+        args[4:4] = [POLL_LOG_ENTRIES, akool_status]
+        return _whole(self._record_poll(keys=names, args=args), job_id) == 1
 
     @translated
     def claim_submit(self, job_id: str) -> bool:

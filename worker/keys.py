@@ -20,6 +20,9 @@ AKOOL_INDEX_PREFIX = PREFIX + "akool:"
 # The fleet's shared Akool request budget (a GCRA theoretical arrival time). It shares the
 # index's prefix for compatibility with records already stored; no Akool id is "budget".
 AKOOL_BUDGET = PREFIX + "akool:budget"
+# The budget's current rate (a hash: rps and when it last changed), cut on Akool's "too
+# frequent" and raised back towards AKOOL_MAX_RPS (worker/ratelimit.py); read by the scrape.
+AKOOL_BUDGET_RATE = PREFIX + "budget:akool_rate"
 # The one right to start a job's archive once its completion was seen.
 ARCHIVE_CLAIM_PREFIX = PREFIX + "archive:claim:"
 # Callbacks already accepted (replay protection).

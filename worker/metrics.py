@@ -45,8 +45,8 @@ COUNTED_SINCE_FIELD = b"counted_since"
 # Dead heads of the unarchived set (records expired) a scrape drops before giving up.
 UNARCHIVED_PROBES = 3
 # Commands in a scrape's one pipeline: 4 hashes, the corrupt counter, the at-risk count, the
-# unarchived head and one LLEN per queue.
-SCRAPE_COMMANDS = 7 + len(QUEUES)
+# unarchived head, the request budget's rate (a small hash) and one LLEN per queue.
+SCRAPE_COMMANDS = 8 + len(QUEUES)
 # A poll loop waits on its countdown in these statuses (one loop per job).
 POLLING_STATUSES = (JobStatus.SUBMITTED, JobStatus.PROCESSING)
 
@@ -102,6 +102,8 @@ class Snapshot:
     at_risk: int
     oldest_unarchived_age: float
     queues: dict[str, int]
+    # The fleet's adaptive Akool request rate (None before the first call to Akool).
+    budget_rps: float | None = None
 
 
 class FleetCollector:
@@ -123,6 +125,8 @@ class FleetCollector:
         yield _lag(snapshot.lag)
         yield from _risk(snapshot)
         yield _corrupt(snapshot.corrupt)
+        if snapshot.budget_rps is not None:
+            yield _budget_rps(snapshot.budget_rps)
 
     def read(self, now: float) -> Snapshot:
         """Everything a scrape shows, in one pipelined round trip (plus, once per Redis, the
@@ -136,9 +140,10 @@ class FleetCollector:
         # Archived jobs leave the expiry set, so what it holds up to a day ahead is at risk.
         pipe.zcount(keys.EXPIRY, "-inf", now + AT_RISK_SECONDS)
         pipe.zrange(keys.UNARCHIVED, 0, 0, withscores=True)
+        pipe.hgetall(keys.AKOOL_BUDGET_RATE)
         for queue in QUEUES:
             pipe.llen(queue)
-        counts, calls, archive, lag, corrupt, at_risk, head, *lengths = pipe.execute()
+        counts, calls, archive, lag, corrupt, at_risk, head, rps, *lengths = pipe.execute()
         if COUNTED_SINCE_FIELD not in counts:
             counts, head = self._count_existing_jobs(now)
         return Snapshot(
@@ -150,6 +155,7 @@ class FleetCollector:
             at_risk=int(at_risk),
             oldest_unarchived_age=self._oldest_unarchived_age(head, now),
             queues=dict(zip(QUEUES, (int(n) for n in lengths), strict=True)),
+            budget_rps=_number(rps.get(b"rps")),
         )
 
     def _count_existing_jobs(self, now: float) -> tuple[dict[bytes, bytes], Any]:
@@ -278,6 +284,14 @@ def _corrupt(value: float) -> Metric:
         "lipsync_corrupt_records",
         "Job records found unreadable (partial, garbage or another type) and skipped",
         value=value,
+    )
+
+
+def _budget_rps(rps: float) -> Metric:
+    return GaugeMetricFamily(
+        "lipsync_akool_budget_rps",
+        "The fleet's Akool request rate now: cut on 1005/429, climbing back to AKOOL_MAX_RPS",
+        value=rps,
     )
 
 

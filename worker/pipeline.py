@@ -34,7 +34,6 @@ from worker.errors import (
 from worker.jobs import Job, JobStore
 from worker.metrics import Metrics
 from worker.reconcile import await_callback, callback_url
-from worker.records import poll_log_entries, poll_log_with
 from worker.settings import (
     AKOOL_CONNECT_TIMEOUT_SECONDS,
     AKOOL_FILE_LIFETIME_SECONDS,
@@ -189,11 +188,23 @@ def next_poll_delay(job: Job, settings: Settings, *, now: float | None = None) -
 
 
 def plan_next_poll(
-    store: JobStore, job_id: str, settings: Settings, *, at_least: float = 0.0
+    store: JobStore,
+    job_id: str,
+    settings: Settings,
+    *,
+    at_least: float = 0.0,
+    reserved: float | None = None,
 ) -> float:
-    """Choose the countdown to the next poll and tell the sweeper when to expect it."""
+    """Choose the countdown to the next poll and tell the sweeper when to expect it.
+
+    A poll that was due but holds a slot of the request budget `reserved` seconds ahead
+    comes back exactly then: the slot is its turn, and the backoff already passed.
+    """
     now = time.time()
-    delay = max(next_poll_delay(store.get(job_id), settings, now=now), at_least)
+    if reserved is not None:
+        delay = reserved
+    else:
+        delay = max(next_poll_delay(store.get(job_id), settings, now=now), at_least)
     store.heartbeat(job_id, now + delay + settings.stall_seconds)
     return delay
 
@@ -205,63 +216,81 @@ def poll_step(
     *,
     now: float | None = None,
     stall: float = STALL_SECONDS,
+    job: Job | None = None,
+    schedule: Settings | None = None,
 ) -> AkoolStatus | None:
-    """Ask Akool once; return its status, or None when the job is final.
+    """Ask Akool once and record its answer in one write; return its status, or None when
+    the job is final. `job` is the record when the caller read it already.
 
-    Raises AkoolJobFailed on status 4 and PollTimeout once the deadline has passed; Akool
-    is always asked once more before a timeout is declared.
+    With `schedule` (the job's poll settings), a job Akool still works on gets its next poll
+    planned in that write, and StillProcessing says when: after the backoff, or on the slot
+    of the request budget booked at once when the budget's queue is longer than that.
+    Raises AkoolJobFailed on status 4 and PollTimeout once the deadline has passed; Akool is
+    always asked once more before a timeout is declared.
     """
-    job = store.get(job_id)
+    job = store.get(job_id) if job is None else job
     if job.is_final or job.result_url:
         return None if job.is_final else AkoolStatus(job.akool_id or "", 3, job.result_url)
     if not job.akool_id:
         raise JobStateError(f"job {job_id} has no Akool id to poll")
-    store.count_poll(job_id)
     try:
         status = client.status(job.akool_id)
     except AkoolRateLimited:
-        raise  # Akool was not asked: no reason to declare a timeout yet
+        raise  # Akool was not asked: nothing to count, no reason to declare a timeout yet
     except AkoolTransientError as e:
+        store.count_poll(job.id)  # Akool was asked; its answer was lost
         _check_deadline(job, now, f"the last poll failed: {e}")
         raise
-    return _record_status(store, job, status, now, stall)
+    stamp = time.time() if now is None else now
+    return _record_status(store, client, job, status, stamp, stall=stall, schedule=schedule)
 
 
 def _record_status(
-    store: JobStore, job: Job, status: AkoolStatus, now: float | None, stall: float
+    store: JobStore,
+    client: AkoolClient,
+    job: Job,
+    status: AkoolStatus,
+    stamp: float,
+    *,
+    stall: float,
+    schedule: Settings | None,
 ) -> AkoolStatus:
-    """Record what Akool said. The poll count logged this poll with Akool's previous status
-    (records.POLL_LOG_ENTRIES); only a new status is written to the log, within the write a
-    status change makes anyway, so a poll that changes nothing costs no write."""
-    stamp = time.time() if now is None else now
-    log: dict[str, Any] = {}
-    entries = poll_log_entries(job.poll_log)
-    if not entries or entries[-1][1] != str(status.status):
-        log["poll_log"] = poll_log_with(job.poll_log, stamp - job.created_ts, status.status)
+    """Record what Akool said (the poll counted and logged with it) in one write."""
     if status.failed:
-        if log:
-            store.update(job.id, **log)
+        store.record_poll(job.id, status.status)
         raise AkoolJobFailed(messages.AKOOL_JOB_FAILED)
     if status.done:
-        store.update(
+        store.record_poll(
             job.id,
+            status.status,
             due=stamp + stall,
             status=JobStatus.ARCHIVING,
             result_url=status.video_url,
             completed_ts=stamp,
-            **log,
         )
         logger.info("Akool finished %s (%s)", job.id, job.akool_id)
         return status
-    if job.status != JobStatus.PROCESSING or log:
-        store.update(job.id, status=JobStatus.PROCESSING, **log)
-    _check_deadline(job, now, f"Akool's last video_status was {status.status}")
-    return status
+    values: dict[str, Any] = {}
+    if job.status != JobStatus.PROCESSING:
+        values["status"] = JobStatus.PROCESSING
+    detail = f"Akool's last video_status was {status.status}"
+    if schedule is None or _past_deadline(job, stamp):
+        store.record_poll(job.id, status.status, **values)
+        _check_deadline(job, stamp, detail)
+        return status
+    polled = dataclasses.replace(job, polls=job.polls + 1)
+    wait, reserved_at = client.book_next(next_poll_delay(polled, schedule, now=stamp))
+    store.record_poll(job.id, status.status, due=stamp + wait + stall, **values)
+    raise StillProcessing(detail, next_in=wait, reserved_at=reserved_at)
+
+
+def _past_deadline(job: Job, now: float) -> bool:
+    return job.poll_deadline_ts is not None and now >= job.poll_deadline_ts
 
 
 def _check_deadline(job: Job, now: float | None, detail: str) -> None:
     now = time.time() if now is None else now
-    if job.poll_deadline_ts is not None and now >= job.poll_deadline_ts:
+    if _past_deadline(job, now):
         waited = now - (job.submitted_ts or job.created_ts)
         raise PollTimeout(messages.poll_timeout(waited, detail))
 
@@ -364,13 +393,20 @@ def archive_deadline(store: JobStore, job_id: str) -> float:
 
 
 def await_completion(
-    store: JobStore, client: AkoolClient, job_id: str, *, stall: float = STALL_SECONDS
+    store: JobStore,
+    client: AkoolClient,
+    job_id: str,
+    *,
+    stall: float = STALL_SECONDS,
+    job: Job | None = None,
+    schedule: Settings | None = None,
 ) -> bool:
     """Poll once: True when Akool is done (archive next), False when the job is final.
 
-    Raises StillProcessing (transient: poll again on the schedule) while Akool works.
+    Raises StillProcessing (transient: poll again on the schedule, see `poll_step`) while
+    Akool works.
     """
-    status = poll_step(store, client, job_id, stall=stall)
+    status = poll_step(store, client, job_id, stall=stall, job=job, schedule=schedule)
     if status is None:
         return False
     if not status.done:

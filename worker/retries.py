@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from worker.backoff import backoff_seconds
 from worker.errors import AkoolRateLimited
+from worker.ratelimit import SlotReserved
 
 # (job id, retries so far, error) -> seconds to wait before the next try.
 Wait = Callable[[str, int, BaseException], float]
@@ -75,7 +76,10 @@ def _told(error: BaseException) -> bool:
 def told_wait(error: BaseException, backoff: float) -> float:
     """The wait when the error says how long to wait: at least that, plus up to a second of
     jitter so the waiting jobs do not all come back at once. A refusal by our own request
-    budget names the exact free slot, so the backoff does not add to it."""
+    budget names the exact free slot, so the backoff does not add to it, and a slot reserved
+    for the task is exactly that far away: jitter would only waste it."""
+    if isinstance(error, SlotReserved):
+        return error.retry_after or 0.0
     retry_after = float(getattr(error, "retry_after", None) or 0.0)
     floor = 0.0 if isinstance(error, AkoolRateLimited) else backoff
     return max(floor, retry_after) + random.uniform(0, 1)

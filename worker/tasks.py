@@ -41,6 +41,7 @@ from worker.pipeline import (
     poll_settings,
     submit_step,
 )
+from worker.ratelimit import SlotReserved, holding_slot
 from worker.sweeper import at_risk, reopen_for_retry, sweep
 
 logger = logging.getLogger(__name__)
@@ -67,18 +68,31 @@ def _step_backoff(job_id: str, retries_so_far: int, error: BaseException) -> flo
     )
 
 
+def _submit_wait(job_id: str, retries_so_far: int, error: BaseException) -> float:
+    """The submit's backoff; a submit waiting for the request budget (up to its horizon)
+    tells the sweeper when to expect it, so the wait is not taken for a stall."""
+    delay = _step_backoff(job_id, retries_so_far, error)
+    if isinstance(error, AkoolRateLimited):
+        deps.job_store().heartbeat(job_id, time.time() + delay + deps.settings().stall_seconds)
+    return delay
+
+
 def _next_poll(job_id: str, _retries: int, error: BaseException) -> float:
-    """The poll schedule (backoff by polls made, clipped to the deadline), and tell the
-    sweeper when to expect the next poll."""
+    """The poll schedule (backoff by polls made, clipped to the deadline), or the slot of
+    the request budget reserved for this poll; and tell the sweeper when to expect it."""
+    if isinstance(error, StillProcessing) and error.next_in is not None:
+        return error.next_in  # planned and recorded by the poll itself
     store = deps.job_store()
     schedule = poll_settings(deps.settings(), store.get(job_id))
+    if isinstance(error, SlotReserved):
+        return plan_next_poll(store, job_id, schedule, reserved=error.retry_after)
     return plan_next_poll(store, job_id, schedule, at_least=retries.extra_wait(error))
 
 
 # Waits for the fleet's request budget do not count: a busy fleet delays submits.
 SUBMIT_RETRY = retries.RetryPolicy(
     retry_on=(TransientError, SoftTimeLimitExceeded),
-    wait=_step_backoff,
+    wait=_submit_wait,
     max_retries=SUBMIT_MAX_RETRIES,
     uncounted=(AkoolRateLimited,),
 )
@@ -133,8 +147,13 @@ def _run(
     step: Callable[[], T],
     *,
     give_up: Callable[[str, BaseException], None] = _fail_job,
+    reserves: bool = False,
 ) -> T:
-    """Run one step under its task's retry policy: a countdown, or give up and stop."""
+    """Run one step under its task's retry policy: a countdown, or give up and stop.
+
+    A task that `reserves` (submit, poll: they call Akool) comes back with the slot of the
+    request budget it was given (`reserved_at`), or with none.
+    """
     try:
         return step()
     except Exception as e:
@@ -142,9 +161,16 @@ def _run(
         if countdown is None:
             give_up(job_id, e)
             raise Ignore() from e
-        level = logging.INFO if isinstance(e, StillProcessing) else logging.WARNING
+        # Waiting for Akool or for the fleet's request budget is the normal course under load.
+        level = (
+            logging.INFO if isinstance(e, StillProcessing | AkoolRateLimited) else logging.WARNING
+        )
         logger.log(level, "Job %s: %s; next try in %.1f s", job_id, e, countdown)
-        raise task.retry(countdown=countdown) from e
+        if not reserves:
+            raise task.retry(countdown=countdown) from e
+        reserved_at = e.reserved_at if isinstance(e, SlotReserved | StillProcessing) else None
+        kwargs = dict(task.request.kwargs or {}, reserved_at=reserved_at)
+        raise task.retry(countdown=countdown, kwargs=kwargs) from e
 
 
 def _countdown(
@@ -170,11 +196,17 @@ def _task(name: str, **options: Any) -> Callable[[Callable[..., T]], Any]:
 
 
 @_task(SUBMIT_TASK, bind=True, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS)
-def submit(self: Task, job_id: str) -> str:
-    """Send the job to Akool (at most once) and pass the job id on to polling."""
+def submit(self: Task, job_id: str, reserved_at: float | None = None) -> str:
+    """Send the job to Akool (at most once) and pass the job id on to polling; a submit
+    the request budget cannot serve now comes back at the slot reserved for it."""
     store, client = deps.job_store(), deps.akool_client()
     s = deps.settings()
-    akool_id = _run(self, job_id, SUBMIT_RETRY, lambda: submit_step(store, client, job_id, s))
+
+    def step() -> str | None:
+        with holding_slot(reserved_at):
+            return submit_step(store, client, job_id, s)
+
+    akool_id = _run(self, job_id, SUBMIT_RETRY, step, reserves=True)
     if akool_id is None:
         raise Ignore()
     index_akool_id(store, job_id, akool_id)
@@ -182,23 +214,28 @@ def submit(self: Task, job_id: str) -> str:
 
 
 @_task(POLL_TASK, bind=True, time_limit=AKOOL_TASK_TIME_LIMIT_SECONDS)
-def poll(self: Task, job_id: str) -> str:
+def poll(self: Task, job_id: str, reserved_at: float | None = None) -> str:
     """Ask Akool about the job; come back on the poll schedule until it is done.
 
     Only one poll loop runs per job: a duplicated one (a redelivered countdown after the
     sweeper re-drove the job, or after the webhook reported the job done) finds another
     owner and stops. Once Akool is done, the archive follows unless the webhook started it.
+    A poll the request budget cannot serve now comes back at the slot reserved for it.
     """
-    store, stall = deps.job_store(), deps.settings().stall_seconds
-    if not store.own_poll(job_id, self.request.id):
+    store, s = deps.job_store(), deps.settings()
+    job = store.own_poll_record(job_id, self.request.id)
+    if job is None:
         logger.info("Job %s: another poll loop owns this job; stopping this one", job_id)
         raise Ignore()
-    client = deps.akool_client()
+    client, schedule = deps.akool_client(), poll_settings(s, job)
 
     def step() -> bool:
-        return await_completion(store, client, job_id, stall=stall)
+        with holding_slot(reserved_at):
+            return await_completion(
+                store, client, job_id, stall=s.stall_seconds, job=job, schedule=schedule
+            )
 
-    if not _run(self, job_id, POLL_RETRY, step):
+    if not _run(self, job_id, POLL_RETRY, step, reserves=True):
         raise Ignore()
     if not store.claim_archive(job_id):
         logger.info("Job %s: its archive was already started (webhook); stopping here", job_id)

@@ -3,6 +3,7 @@ the in-process Akool simulator (real HTTP on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,8 +15,8 @@ import requests
 from worker.akool import AkoolClient
 from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.dev.stack import RedisServer
-from worker.errors import AkoolRateLimited
-from worker.ratelimit import RequestBudget
+from worker.errors import AkoolRateLimited, AkoolTransientError
+from worker.ratelimit import RequestBudget, SlotReserved, holding_slot
 from worker.settings import Secret
 
 pytestmark = pytest.mark.integration
@@ -56,14 +57,14 @@ def budget(redis_server: RedisServer) -> Iterator[RequestBudget]:
     connection.close()
 
 
-def test_a_spent_budget_refuses_the_second_call_without_sending_it(
+def test_a_spent_budget_reserves_a_slot_for_the_second_call_without_sending_it(
     sim: Simulator, session: requests.Session, budget: RequestBudget
 ) -> None:
     client = AkoolClient(
         sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=0
     )
     client.submit("https://example.invalid/v.mp4", AUDIO)
-    with pytest.raises(AkoolRateLimited) as info:
+    with pytest.raises(SlotReserved) as info:
         client.submit("https://example.invalid/v.mp4", AUDIO)
     assert info.value.retry_after is not None and info.value.retry_after > 0
     stats = sim_stats(sim)
@@ -97,3 +98,65 @@ def test_a_call_waits_for_the_budget_when_budget_wait_allows(
     akool_id = client.submit("https://example.invalid/v.mp4", AUDIO)
     assert client.status(akool_id).status == 1
     assert sim_stats(sim)["polls"] == 1
+
+
+def test_a_call_coming_back_at_its_reserved_slot_goes_without_asking_the_budget_again(
+    sim: Simulator, session: requests.Session, budget: RequestBudget
+) -> None:
+    client = AkoolClient(
+        sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=0
+    )
+    akool_id = client.submit("https://example.invalid/v.mp4", AUDIO)
+    with pytest.raises(SlotReserved) as info:
+        client.status(akool_id)
+    time.sleep(max(0.0, info.value.reserved_at - time.time()))
+    with holding_slot(info.value.reserved_at):
+        assert client.status(akool_id).status == 1
+    assert sim_stats(sim)["polls"] == 1
+    # The slot was its own: the budget's queue did not grow, the next slot is one second on.
+    assert 0.9 < budget.reserve().wait <= 1.0
+
+
+def test_a_call_coming_back_early_reserves_anew(
+    sim: Simulator, session: requests.Session, budget: RequestBudget
+) -> None:
+    client = AkoolClient(
+        sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=0
+    )
+    akool_id = client.submit("https://example.invalid/v.mp4", AUDIO)
+    with pytest.raises(SlotReserved) as info, holding_slot(time.time() + 30):
+        client.status(akool_id)
+    assert 0.9 < (info.value.retry_after or 0) <= 1.0
+    assert sim_stats(sim)["polls"] == 0
+
+
+def test_code_1005_cuts_the_fleets_rate(
+    sim: Simulator, session: requests.Session, redis_server: RedisServer
+) -> None:
+    connection = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    budget = RequestBudget(connection, 8.0, key=f"test:akool:{uuid.uuid4().hex}")
+    client = AkoolClient(sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget)
+    with pytest.raises(AkoolTransientError) as info:
+        client.submit("https://example.invalid/v.mp4?sim_submit_code=1005", AUDIO)
+    assert info.value.code == 1005
+    # One refusal tells little about Akool's limit: 5 % off.
+    assert budget.current_rate(connection) == pytest.approx(7.6)
+    connection.close()
+
+
+def test_http_429_cuts_the_rate_and_holds_the_fleet_back_for_retry_after(
+    sim: Simulator, session: requests.Session, redis_server: RedisServer
+) -> None:
+    connection = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    budget = RequestBudget(connection, 8.0, key=f"test:akool:{uuid.uuid4().hex}")
+    client = AkoolClient(
+        sim.base_url, api_key=Secret(API_KEY), session=session, budget=budget, budget_wait=1.0
+    )
+    video = "https://example.invalid/v.mp4?sim_poll_http=429&sim_retry_after=3"
+    akool_id = client.submit(video, AUDIO)
+    with pytest.raises(AkoolTransientError) as info:
+        client.status(akool_id)
+    assert info.value.status == 429
+    assert budget.current_rate(connection) == pytest.approx(7.6)
+    assert 2.5 < budget.reserve().wait <= 3.0
+    connection.close()

@@ -182,7 +182,10 @@ def test_s3_down_for_20_seconds_delays_the_archive_but_loses_nothing(deploy) -> 
 
 
 def test_bursts_of_1005_429_and_5xx_are_absorbed_without_extra_akool_jobs(deploy) -> None:
-    deployment: Deployment = deploy(**FAST)
+    # Each 1005 or 429 halves the fleet's rate, which then climbs back 0.1 req/s a second:
+    # from the default ceiling of 5 req/s, 27 such answers would leave these 12 jobs at the
+    # 0.2 req/s floor for a minute. A higher ceiling keeps the test about the bursts.
+    deployment: Deployment = deploy(AKOOL_MAX_RPS="50", **FAST)
     videos = (
         [video_url(submit_code=1005, submit_code_times=3) for _ in range(3)]
         + [video_url(poll_http=429, poll_http_times=3, retry_after=1) for _ in range(3)]
@@ -199,7 +202,7 @@ def test_the_fleet_stays_within_its_akool_request_budget(deploy) -> None:
     deployment: Deployment = deploy(AKOOL_MAX_RPS="4", **FAST)
     sim = deployment.stack.simulator
     requests.post(sim.url + "/_sim/reset-window", timeout=5)
-    videos = [video_url(polls=3) for _ in range(12)]
+    videos = [video_url(polls=2) for _ in range(8)]  # 32 calls: 8 s at 4 req/s
     job_ids = [deployment.submit(v) for v in videos]
 
     for job_id in job_ids:

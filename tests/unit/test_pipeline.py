@@ -23,6 +23,7 @@ from worker.errors import (
     JobStateError,
     PermanentError,
     PollTimeout,
+    StillProcessing,
     TransientError,
 )
 from worker.jobs import Job, JobStore, new_job_id
@@ -122,6 +123,14 @@ class FakeStore:
         self.jobs[job_id] = dataclasses.replace(job, polls=job.polls + 1)
         return job.polls + 1
 
+    def record_poll(
+        self, job_id: str, akool_status: int, *, due: float | None = None, **values: Any
+    ) -> bool:
+        if self.jobs[job_id].status in FINAL_STATUSES:
+            return False
+        self.count_poll(job_id)
+        return self.update(job_id, due=due, **values)
+
 
 class FakeMetrics:
     """Metrics are best effort and not what these tests are about."""
@@ -145,6 +154,9 @@ class FakeClient:
         self.statuses = list(statuses or [])
         self.submits: list[tuple[str, str, str | None]] = []
         self.polls: list[str] = []
+        self.bookings: list[float] = []
+        # How far ahead the request budget's next free slot is (0: no queue).
+        self.queue_seconds = 0.0
 
     def submit(
         self,
@@ -160,6 +172,12 @@ class FakeClient:
         if self.submit_errors:
             raise self.submit_errors.pop(0)
         return self.akool_id
+
+    def book_next(self, not_before: float) -> tuple[float, float | None]:
+        self.bookings.append(not_before)
+        if self.queue_seconds > not_before:  # the budget's queue is longer than the backoff
+            return self.queue_seconds, NOW + self.queue_seconds
+        return not_before, None
 
     def status(self, akool_id: str) -> AkoolStatus:
         self.polls.append(akool_id)
@@ -375,6 +393,52 @@ def test_a_poll_before_the_deadline_marks_the_job_processing(store: FakeStore, a
     assert status is not None and status.status == answer
     assert store.get(job.id).status == JobStatus.PROCESSING
     assert store.get(job.id).polls == 1
+
+
+def scheduled_poll(store: FakeStore, client: FakeClient, job_id: str) -> None:
+    poll_step(
+        cast(JobStore, store),
+        cast(AkoolClient, client),
+        job_id,
+        now=NOW,
+        stall=30.0,
+        schedule=SETTINGS,
+    )
+
+
+def test_a_job_still_processing_gets_its_next_poll_after_the_backoff_in_the_same_write(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, status=JobStatus.PROCESSING, polls=3)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 2)])
+    with pytest.raises(StillProcessing) as info:
+        scheduled_poll(store, client, job.id)
+    # The 4th poll: backoff 5 x 2^3 = 40 s (+/- jitter), nothing booked (no queue).
+    wait = info.value.next_in
+    assert wait is not None and 20.0 <= wait <= 60.0
+    assert info.value.reserved_at is None
+    assert client.bookings == [wait]
+    assert store.dues[job.id] == NOW + wait + 30.0
+    assert store.get(job.id).polls == 4
+
+
+def test_under_load_a_poll_books_its_next_slot_at_once(store: FakeStore) -> None:
+    job = submitted(store, status=JobStatus.PROCESSING, polls=3)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 2)])
+    client.queue_seconds = 2000.0  # 10,000 jobs at 5 req/s
+    with pytest.raises(StillProcessing) as info:
+        scheduled_poll(store, client, job.id)
+    assert info.value.next_in == 2000.0
+    assert info.value.reserved_at == NOW + 2000.0
+    assert store.dues[job.id] == NOW + 2000.0 + 30.0
+
+
+def test_a_poll_past_its_deadline_books_no_slot(store: FakeStore) -> None:
+    job = submitted(store, status=JobStatus.PROCESSING, poll_deadline_ts=NOW - 1)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 2)])
+    with pytest.raises(PollTimeout):
+        scheduled_poll(store, client, job.id)
+    assert client.bookings == []
 
 
 def test_a_job_still_processing_past_the_deadline_times_out_after_one_last_poll(

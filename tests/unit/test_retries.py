@@ -15,6 +15,7 @@ from worker.errors import (
     StoreUnavailable,
     TransientError,
 )
+from worker.ratelimit import SlotReserved
 from worker.retries import RetryPolicy, decide, exponential, extra_wait, told_wait
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -161,6 +162,12 @@ def test_exponential_stretches_to_retry_after() -> None:
     told = AkoolTransientError("busy", status=429, retry_after=120.0)
     for _ in range(50):
         assert 120.0 <= wait(JOB_ID, 0, told) <= 121.0
+
+
+def test_a_reserved_slot_is_waited_for_exactly_without_jitter_or_backoff() -> None:
+    reserved = SlotReserved("spent", retry_after=42.5, reserved_at=1000.0)
+    assert told_wait(reserved, 60.0) == 42.5
+    assert exponential(2.0, 60.0)(JOB_ID, 20, reserved) == 42.5
 
 
 def test_exponential_waits_only_for_the_budgets_next_slot_after_many_retries() -> None:
