@@ -1,18 +1,25 @@
 """Run every benchmark and rewrite bench/RESULTS.md: `python -m bench` (or `make bench`).
 
-    python -m bench                 # all six parts, about 9 minutes on 2 cores
+    python -m bench                 # parts 1-7, about 10 minutes on 2 cores (8 if time allows)
     python -m bench --only 4,1      # some parts; the report goes to a temporary file then
     python -m bench --part 5        # one part, its rows and section merged into RESULTS.md
     python -m bench --part dashboard  # part 6: the jobs dashboard's pages with 10,000 jobs
+    python -m bench --part adaptive   # part 7: the adaptive budget, Akool at 20/s (~2 min)
+    python -m bench --part budget     # part 8: 10,000 jobs at AKOOL_MAX_RPS=5 (~75 min)
 
 Parts run cheapest first: 4 (Akool calls per job, simulated clock), 5 (cost of one /metrics
-scrape with 10,000 jobs), 6 (dashboard pages with 10,000 jobs), 1 (archive throughput and
-memory), 3 (engine overhead), 2 (poll capacity at 1,000 and 10,000 jobs). `--part N` (or
-`--part scrape` for 5, `--part dashboard` for 6) runs part N alone and replaces only its
-goal rows and its section in bench/RESULTS.md, keeping the rest.
-Everything runs against private local processes on loopback and is stopped at the end. The
-whole run keeps to a wall-clock budget (9 minutes by default): part 2 shortens its windows
-when time runs low.
+scrape with 10,000 jobs), 6 (dashboard pages with 10,000 jobs), 7 (the adaptive request
+budget against an Akool allowing 20 calls a second), 1 (archive throughput and
+memory), 3 (engine overhead), 2 (poll capacity at 1,000 and 10,000 jobs), 8 (the worker
+with 10,000 jobs in flight at Akool's request budget, AKOOL_MAX_RPS=5: tasks per Akool
+call, CPU, the gaps between a job's polls; sizes from BENCH_BUDGET_JOBS, _RPS, _SECONDS,
+see bench/budget.py). `--part N` (or `--part scrape` for 5, `--part dashboard` for 6,
+`--part adaptive` for 7, `--part budget` for 8) runs part N alone and replaces only its
+goal rows and its section in bench/RESULTS.md, keeping the rest. Everything runs against
+private local processes on loopback and is stopped at the end. The whole run keeps to a
+wall-clock budget (9 minutes by default): part 2 shortens its windows when time runs low,
+and part 8 (about 75 minutes) runs only when what is left of the budget covers it (e.g.
+`--budget 6000`); otherwise run it with `--part budget`.
 """
 
 from __future__ import annotations
@@ -26,16 +33,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import backoff_calls, dashboard, engine, polls, report, scrape, throughput
+from bench import (
+    adaptive,
+    backoff_calls,
+    budget,
+    dashboard,
+    engine,
+    polls,
+    report,
+    scrape,
+    throughput,
+)
 from bench.common import ROOT, Deadline, Section, fmt, versions
 from bench.procstat import machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
-ALL_PARTS = ("1", "2", "3", "4", "5", "6")
-# Cheapest first, so a short budget still gets most parts.
-RUN_ORDER = ("4", "5", "6", "1", "3", "2")
+ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7", "8")
+# Cheapest first, so a short budget still gets most parts; 8 (about 75 minutes) last.
+RUN_ORDER = ("4", "5", "6", "7", "1", "3", "2", "8")
 # Names `--part` also takes.
-PART_NAMES = {"scrape": "5", "dashboard": "6"}
+PART_NAMES = {"scrape": "5", "dashboard": "6", "adaptive": "7", "budget": "8"}
 BUDGET_SECONDS = 9 * 60
 # Seconds part 2 needs besides its windows: stacks, seeding 10,000 jobs, warm-ups, stops.
 POLL_OVERHEAD_SECONDS = 1.0 * 60 + 2 * 55
@@ -47,7 +64,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--part",
         default=None,
-        help="run one part (a number, 'scrape' or 'dashboard') and merge it into the report",
+        help="run one part (a number or a name: scrape, dashboard, adaptive, budget) and merge "
+        "it into the report",
     )
     parser.add_argument("--out", default=None, help="where to write the report")
     parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, help="seconds")
@@ -158,19 +176,15 @@ def _summary(parts: dict[str, Section]) -> list[list[str]]:
                 ]
             )
     if "3" in parts:
-        raw = parts["3"].raw
-        rows.append(
-            [
-                "3. pipeline >= 0.5 x bare chain",
-                f"{fmt(raw['pipeline'])} jobs/s",
-                f"{fmt(raw['bare'])} chains/s",
-                _verdict(raw["ratio"] >= 0.5, f"{raw['ratio']:.2f} x"),
-            ]
-        )
+        rows += engine.summary_rows(parts["3"].raw)
     if "5" in parts:
         rows += scrape.summary_rows(parts["5"].raw)
     if "6" in parts:
         rows += dashboard.summary_rows(parts["6"].raw)
+    if "7" in parts:
+        rows += adaptive.summary_rows(parts["7"].raw)
+    if "8" in parts:
+        rows += budget.summary_rows(parts["8"].raw)
     if "4" in parts:
         raw = parts["4"].raw
         for duration in (300.0, 1800.0):
@@ -224,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         for part in RUN_ORDER:
             if part not in only:
                 skipped.append(f"part {part} (not asked for)")
+                continue
+            if part == "8" and deadline.left() < budget.Config.from_env().expected_seconds():
+                skipped.append("part 8 (longer than the budget left: run `--part budget`)")
                 continue
             print(f"bench: part {part} ({fmt(deadline.left(), 0)} s of budget left)", flush=True)
             parts[part] = _run_part(part, work, deadline)
@@ -288,6 +305,10 @@ def _run_part(part: str, work: Path, deadline: Deadline) -> Section:
         return scrape.run(directory)
     if part == "6":
         return dashboard.run(directory)
+    if part == "7":
+        return adaptive.run()
+    if part == "8":
+        return budget.run(directory)
     if part == "1":
         return throughput.run(directory)
     if part == "3":

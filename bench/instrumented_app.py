@@ -1,4 +1,4 @@
-"""The worker's Celery app, instrumented for the poll-capacity bench.
+"""The worker's Celery app, instrumented for the poll-capacity and budget benches (2, 8).
 
     celery -A bench.instrumented_app worker -Q lipsync.akool,lipsync.archive
 
@@ -7,6 +7,10 @@ for each `lipsync.poll` that was scheduled with a countdown, it appends one line
 "<start epoch> <lag seconds>" to a file of its own process under BENCH_LAG_DIR, where lag
 is the actual start minus the intended time (the message's ETA). Files, not Redis, so that
 the Redis memory measured is the service's alone.
+
+BENCH_TRACE_DIR, when set, records every task run, every Akool status call and every poll's
+outcome (and, with BENCH_COUNT_ROUNDTRIPS=1, its Redis round trips) there: see bench/trace.py
+(part 8). BENCH_TRACE_STEPS=1 adds every task's round trips by command (part 3).
 
 BENCH_ETA_TASK_LIMIT, when set, overrides `worker_eta_task_limit` (for the with/without
 comparison); BENCH_PREFETCH overrides `worker_prefetch_multiplier`; BENCH_STORE_RESULTS=1
@@ -24,6 +28,7 @@ from typing import IO, Any
 from celery.signals import task_prerun
 
 import worker.tasks  # noqa: F401 - registers the tasks on the app
+from bench import trace
 from worker.celery_app import app
 from worker.names import POLL_TASK
 
@@ -32,6 +37,7 @@ __all__ = ["app"]
 _LAG_DIR = os.environ.get("BENCH_LAG_DIR")
 _out: dict[int, IO[str]] = {}
 
+trace.install_from_env()
 if os.environ.get("BENCH_ETA_TASK_LIMIT"):
     limit = os.environ["BENCH_ETA_TASK_LIMIT"]
     app.conf.worker_eta_task_limit = None if limit == "none" else int(limit)

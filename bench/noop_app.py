@@ -6,6 +6,9 @@ archive queue, as the pipeline's archive step does, and stores its result so the
 see the chain end.
 
     celery -A bench.noop_app worker -Q lipsync.akool,lipsync.archive
+
+BENCH_TRACE_DIR (with BENCH_COUNT_ROUNDTRIPS=1, BENCH_TRACE_STEPS=1) counts its Redis round
+trips as bench.instrumented_app does (bench/trace.py): all of them are Celery's here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from celery import Celery, chain
 
+from bench import trace
 from worker.celery_app import celery_config
 from worker.names import AKOOL_QUEUE, ARCHIVE_QUEUE
 from worker.settings import get_settings
@@ -24,6 +28,7 @@ app.conf.update(celery_config(get_settings()))
 app.conf.beat_schedule = {}
 if os.environ.get("BENCH_STORE_RESULTS") == "1":  # the setting before task_ignore_result
     app.conf.task_ignore_result = False
+trace.install_from_env()
 
 
 @app.task(name="bench.noop_first", queue=AKOOL_QUEUE)

@@ -352,10 +352,10 @@ def _notes(section: Section, runs: list[Run]) -> None:
         f"each). 1,000 jobs need {1000 / MEAN_INTERVAL:.0f} polls/s and 10,000 need "
         f"{10000 / MEAN_INTERVAL:.0f}/s; at 5/s each of 10,000 jobs is polled about every "
         f"{10000 / AKOOL_MAX_RPS:,.0f} s ({10000 / AKOOL_MAX_RPS / 60:.0f} min), so a finished "
-        "video is noticed up to that late, and every refused attempt still runs a task that "
-        "reschedules itself. Polling 10,000 jobs a minute apart takes 167 requests/s, not 5 "
-        "(worker/settings.py says otherwise): size AKOOL_MAX_RPS >= jobs in flight / 45 s "
-        "within what Akool allows, or stretch the poll interval with the load."
+        "video is noticed up to that late; each poll then waits for its reserved slot of the "
+        "budget as its countdown, one task run per Akool call (part 8). Polling 10,000 jobs a "
+        "minute apart takes 167 requests/s, not 5: size AKOOL_MAX_RPS >= jobs in flight / "
+        "45 s within what Akool allows, or accept the longer interval."
     )
     for item in unlimited:
         f = item.figures

@@ -9,17 +9,21 @@ enqueued with a first countdown drawn from the steady-state distribution: the re
 poll interval U(POLL_MAX/2, POLL_MAX) seen at a random moment. So the worker meets, from the
 start, the load it would carry after all N jobs had been polling for a while, instead of a
 ramp of fast early polls. Settings (REDIS_URL, AKOOL_BASE_URL...) come from the environment.
-Prints one JSON line.
+Prints one JSON line. With BENCH_SEED_PREVIOUS set to a path, also writes there one line
+"<akool id> <epoch>" per job: when its notional previous poll was (the start of the drawn
+interval whose rest is the first countdown), for part 8's first gap between polls.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
 from celery import chain
@@ -53,9 +57,15 @@ def _akool_ids(count: int) -> list[str]:
 
 def residual_countdown(maximum: float, rng: random.Random) -> float:
     """Time to the next poll of a job seen at a random moment of steady polling."""
+    return steady_state_draw(maximum, rng)[1]
+
+
+def steady_state_draw(maximum: float, rng: random.Random) -> tuple[float, float]:
+    """A job seen at a random moment of steady polling: (the poll interval it is in, the
+    time left to its next poll)."""
     low, high = maximum / 2, maximum
     interval = math.sqrt(rng.uniform(low * low, high * high))  # length-biased interval
-    return rng.uniform(0, interval)
+    return interval, rng.uniform(0, interval)
 
 
 def main(argv: list[str]) -> None:
@@ -67,10 +77,12 @@ def main(argv: list[str]) -> None:
     created = time.time()
     rng = random.Random(count)
     jobs = []
+    previous: list[str] = []
     for akool_id in akool_ids:
         job_id = new_job_id()
         now = time.time()
-        countdown = residual_countdown(s.poll_max_seconds, rng)
+        interval, countdown = steady_state_draw(s.poll_max_seconds, rng)
+        previous.append(f"{akool_id} {now + countdown - interval:.3f}")
         store.create(job_id, VIDEO_URL, AUDIO_URL, due=now + countdown + s.stall_seconds)
         store.update(
             job_id,
@@ -83,6 +95,8 @@ def main(argv: list[str]) -> None:
         )
         chain(poll.si(job_id), archive.s()).apply_async(countdown=countdown)
         jobs.append(job_id)
+    if os.environ.get("BENCH_SEED_PREVIOUS"):
+        Path(os.environ["BENCH_SEED_PREVIOUS"]).write_text("\n".join(previous) + "\n")
     print(
         json.dumps(
             {
