@@ -157,17 +157,10 @@ def start_procfile_beat(stack: Stack, env: dict[str, str], name: str) -> Process
 _databases = iter(range(1, 64))
 
 
-# Deployments not about the request budget are not paced by it: at the default 5 req/s every
-# second call of a test waits for its slot as a Celery countdown (a test about the budget
-# sets its own AKOOL_MAX_RPS).
-TEST_AKOOL_MAX_RPS = "50"
-
-
 def _deploy(stack: Stack, beat: bool = False, **overrides: str) -> Deployment:
     db = next(_databases)
     redis.Redis(port=stack.redis.port, db=db).flushdb()
-    url = f"redis://127.0.0.1:{stack.redis.port}/{db}"
-    env = {**stack.env, "AKOOL_MAX_RPS": TEST_AKOOL_MAX_RPS, "REDIS_URL": url, **overrides}
+    env = dict(stack.env, REDIS_URL=f"redis://127.0.0.1:{stack.redis.port}/{db}", **overrides)
     return Deployment(stack, env, f"w{db}", beat=beat)
 
 
