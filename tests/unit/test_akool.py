@@ -122,7 +122,7 @@ def test_a_submitted_job_is_polled_from_queued_to_completed_with_a_video_url(
     assert statuses == sorted(statuses)
     assert all(s.akool_id == akool_id for s in seen)
     assert seen[-1].video_url is not None
-    assert seen[-1].video_url.endswith(f"/files/{akool_id}.mp4")
+    assert f"/files/{akool_id}.mp4?v=" in seen[-1].video_url
 
 
 def test_a_job_akool_fails_is_reported_as_failed(sim: Simulator, session: requests.Session) -> None:

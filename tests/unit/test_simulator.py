@@ -164,7 +164,7 @@ def test_default_job_goes_1_2_3_and_download_matches_reported_sha256(
     job_id = submit_ok(sim, session, "https://x.invalid/v.mp4")
     assert poll_until_done(sim, session, job_id) == [1, 2, 3]
     data = poll(sim, session, job_id).json()["data"]
-    assert data["video"] == f"{sim.base_url}/files/{job_id}.mp4"
+    assert data["video"] == f"{sim.base_url}/files/{job_id}.mp4?v=2"  # the second URL given
     content = download(data["video"])
     info = job_info(sim, job_id)
     assert len(content) == info["size"] == SMALL
@@ -272,6 +272,63 @@ def test_sim_file_error_modes_answer_their_http_status(
     job_id = submit_ok(sim, session, f"https://x.invalid/v.mp4?sim_polls=0&sim_file={mode}")
     url = poll(sim, session, job_id).json()["data"]["video"]
     assert requests.get(url, timeout=TIMEOUT).status_code == status
+
+
+def test_sim_file_times_answers_the_error_to_the_first_k_downloads_then_serves_the_video(
+    sim: Simulator, session: requests.Session
+) -> None:
+    video = "https://x.invalid/v.mp4?sim_polls=0&sim_file=gone&sim_file_times=2"
+    job_id = submit_ok(sim, session, video)
+    url = poll(sim, session, job_id).json()["data"]["video"]
+    answers = [requests.get(url, timeout=TIMEOUT).status_code for _ in range(3)]
+    assert answers == [404, 404, 200]
+
+
+def test_sim_file_gone_urls_makes_the_first_urls_dead_links_and_later_ones_live(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_polls=0&sim_file_gone_urls=1")
+    first = poll(sim, session, job_id).json()["data"]["video"]
+    second = poll(sim, session, job_id).json()["data"]["video"]
+    assert (first.rsplit("?", 1)[1], second.rsplit("?", 1)[1]) == ("v=1", "v=2")
+    assert requests.get(first, timeout=TIMEOUT).status_code == 404
+    assert len(download(second)) == SMALL
+    assert job_info(sim, job_id)["urls_given"] == 2
+
+
+def test_sim_bad_video_answers_that_text_as_the_video_the_first_k_completed_polls(
+    sim: Simulator, session: requests.Session
+) -> None:
+    video = "https://x.invalid/v.mp4?sim_polls=0&sim_bad_video=null&sim_bad_video_times=2"
+    job_id = submit_ok(sim, session, video)
+    answers = [poll(sim, session, job_id).json()["data"] for _ in range(3)]
+    assert [a["video_status"] for a in answers] == [3, 3, 3]
+    assert [a["video"] for a in answers[:2]] == ["null", "null"]
+    assert answers[2]["video"].startswith(sim.base_url + "/files/")
+
+
+def test_an_outage_answers_every_akool_endpoint_with_its_status_until_it_ends(
+    sim: Simulator, session: requests.Session
+) -> None:
+    job_id = submit_ok(sim, session, "https://x.invalid/v.mp4?sim_polls=0")
+    answer = session.post(sim.base_url + "/_sim/outage", json={"status": 502, "seconds": 30})
+    assert answer.status_code == 200
+    assert poll(sim, session, job_id).status_code == 502
+    assert submit(sim, session, "https://x.invalid/w.mp4").status_code == 502
+    assert session.post(sim.base_url + TOKEN, json={}, timeout=TIMEOUT).status_code == 502
+    assert stats(sim)["submits"] == 1  # refused before any work, like a gateway's error
+    session.post(sim.base_url + "/_sim/outage", json={"seconds": 0}, timeout=TIMEOUT)
+    assert poll(sim, session, job_id).json()["data"]["video_status"] == 3
+
+
+@pytest.mark.parametrize(
+    "body", [{"status": 200, "seconds": 5}, {"status": 503}, {"seconds": -1}, [], None]
+)
+def test_an_outage_with_a_bad_status_or_length_is_refused(
+    sim: Simulator, session: requests.Session, body: Any
+) -> None:
+    answer = session.post(sim.base_url + "/_sim/outage", json=body, timeout=TIMEOUT)
+    assert answer.status_code == 400
 
 
 def test_download_of_unknown_job_answers_404(sim: Simulator) -> None:
@@ -496,7 +553,7 @@ def test_a_job_with_webhook_url_gets_an_encrypted_signed_completion_callback(
         "_id": job_id,
         "status": 3,
         "type": "lipsync",
-        "url": f"{hook_sim.base_url}/files/{job_id}.mp4",
+        "url": f"{hook_sim.base_url}/files/{job_id}.mp4?v=1",
     }
     assert abs(handler.bodies[0]["timestamp"] / 1000 - time.time()) < 60
     wait_until(lambda: job_info(hook_sim, job_id)["webhook_answers"] == [200], 5, "answer")

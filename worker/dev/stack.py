@@ -192,6 +192,11 @@ class SimulatorServer:
     def job(self, akool_id: str) -> dict[str, Any]:
         return dict(requests.get(f"{self.url}/_sim/jobs/{akool_id}", timeout=30).json())
 
+    def outage(self, seconds: float, status: int = 503) -> None:
+        """Every Akool request answers HTTP `status` for `seconds` from now (0: end it)."""
+        body = {"status": status, "seconds": seconds}
+        requests.post(self.url + "/_sim/outage", json=body, timeout=5).raise_for_status()
+
 
 def worker_argv(queues: str, *, concurrency: int = 2, name: str = "worker") -> list[str]:
     """The Procfile's worker command, run with this interpreter."""

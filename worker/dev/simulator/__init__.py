@@ -13,9 +13,11 @@ secret (16, 24 or 32 bytes; with another length no callback is sent) and the cli
 IV (see worker/webhook_crypto.py).
 
 Controls for tests, under ``/_sim``: ``GET /_sim/stats`` (counters), ``GET /_sim/jobs/<id>``,
-``POST /_sim/reset``, ``POST /_sim/revoke-tokens`` and ``POST /_sim/rate-limit`` with
+``POST /_sim/reset``, ``POST /_sim/revoke-tokens``, ``POST /_sim/rate-limit`` with
 ``{"per_second": N}`` (0 or null: off), which answers code 1005 to any submit or poll beyond
-N in the current one-second window, as Akool does when requests come too often.
+N in the current one-second window, as Akool does when requests come too often, and
+``POST /_sim/outage`` with ``{"status": 503, "seconds": 40}``, which answers that HTTP status
+to every Akool request (getToken, submit, poll) for that long, as during an outage.
 
 Run it standalone with ``python -m worker.dev.simulator --port 8080`` (``--help`` lists the
 options and their defaults).

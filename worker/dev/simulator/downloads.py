@@ -1,9 +1,11 @@
 """Serving a job's generated video at ``/files/<id>.mp4``, with its scripted faults.
 
-A download can be redirected (``sim_redirect``), refused with an HTTP error (``sim_file``),
-held back (``sim_file_delay``), streamed slowly (``sim_file_rate`` bytes a second, for the
-first ``sim_file_rate_times`` downloads) or cut off halfway (``sim_truncate_times``);
-otherwise the job's generated content (see ``content``) is streamed in chunks.
+A download can be redirected (``sim_redirect``), refused with an HTTP error (``sim_file``,
+for the first ``sim_file_times`` downloads), a dead link (one of the first
+``sim_file_gone_urls`` URLs handed out, by its ``?v=`` number), held back
+(``sim_file_delay``), streamed slowly (``sim_file_rate`` bytes a second, for the first
+``sim_file_rate_times`` downloads) or cut off halfway (``sim_truncate_times``); otherwise
+the job's generated content (see ``content``) is streamed in chunks.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ FILE_ERRORS = {
 class DownloadHandler(SimHTTPHandler):
     """Request handler that can serve the jobs' generated videos."""
 
-    def _handle_file(self, job_id: str) -> None:
-        """GET /files/<id>.mp4: stream the job's generated video."""
+    def _handle_file(self, job_id: str, version: int | None = None) -> None:
+        """GET /files/<id>.mp4?v=<n>: stream the job's generated video."""
         job = self.state.get_job(job_id)
         if job is None:
             self._send_bytes(404, b"not found", "text/plain")
@@ -42,7 +44,10 @@ class DownloadHandler(SimHTTPHandler):
         if job.scenario.redirect:
             self._send_redirect(job.scenario.redirect)
             return
-        if job.scenario.file in FILE_ERRORS:
+        if version is not None and version <= job.scenario.file_gone_urls:
+            self._send_bytes(*FILE_ERRORS["gone"], "text/plain")
+            return
+        if job.scenario.file in FILE_ERRORS and within(count, job.scenario.file_times):
             status, text = FILE_ERRORS[job.scenario.file]
             self._send_bytes(status, text, "text/plain")
             return

@@ -46,12 +46,14 @@ class SimulatorHandler(DownloadHandler):
         """Dispatch GET requests."""
         parts = urlsplit(self.path)
         path = parts.path
-        if path in API_PATHS:
-            self.state.note_api_request()
+        if path in API_PATHS and self._in_outage():
+            return
         if path == POLL_PATH:
             self._handle_poll(parse_qs(parts.query))
         elif path.startswith("/files/") and path.endswith(".mp4"):
-            self._handle_file(path[len("/files/") : -len(".mp4")])
+            version = parse_qs(parts.query).get("v", [""])[-1]
+            number = int(version) if version.isdigit() else None
+            self._handle_file(path[len("/files/") : -len(".mp4")], number)
         elif path.startswith("/_sim/jobs/"):
             self._handle_job_info(path[len("/_sim/jobs/") :])
         elif path == "/_sim/stats":
@@ -63,8 +65,8 @@ class SimulatorHandler(DownloadHandler):
         """Dispatch POST requests."""
         path = urlsplit(self.path).path
         body = self._read_json()
-        if path in API_PATHS:
-            self.state.note_api_request()
+        if path in API_PATHS and self._in_outage():
+            return
         if path == GET_AUTH_PATH:
             self._handle_token(body)
         elif path == SUBMIT_PATH:
@@ -76,12 +78,24 @@ class SimulatorHandler(DownloadHandler):
             self._send_json({"reset": True})
         elif path == "/_sim/rate-limit":
             self._handle_rate_limit(body)
+        elif path == "/_sim/outage":
+            self._handle_outage(body)
         elif path == "/_sim/reset-window":
             with self.state.lock:
                 self.state.max_requests_per_second = 0
             self._send_json({"reset": True})
         else:
             self._send_json({"code": 404, "msg": "not found", "data": None}, 404)
+
+    def _in_outage(self) -> bool:
+        """Count an Akool request; answer it with the outage's status and return True while
+        an outage lasts."""
+        self.state.note_api_request()
+        status = self.state.outage()
+        if status is None:
+            return False
+        self._send_html_error(status)
+        return True
 
     # ---- auth ----------------------------------------------------------------------------
 
@@ -202,7 +216,7 @@ class SimulatorHandler(DownloadHandler):
         with self.state.lock:
             job.status_polls += 1
             status = job.status_for(job.status_polls)
-        video = self.state.file_url(job) if status == 3 else ""
+        video = self._result_video(job) if status == 3 else ""
         data = {
             "_id": job.job_id,
             "video_id": job.video_id,
@@ -211,6 +225,28 @@ class SimulatorHandler(DownloadHandler):
             "create_time": job.create_time,
         }
         self._send_code(1000, "OK", data)
+
+    def _result_video(self, job: SimJob) -> str:
+        """The `video` of a completed answer: a new result URL, or the scripted bad text."""
+        with self.state.lock:
+            job.done_answers += 1
+            count = job.done_answers
+        bad = job.scenario.bad_video
+        if bad is not None and count <= job.scenario.bad_video_times:
+            return bad
+        return self.state.file_url(job)
+
+    def _handle_outage(self, body: Any) -> None:
+        """POST /_sim/outage ``{"status": 503, "seconds": 40}``: every Akool endpoint answers
+        that HTTP status for that long (``seconds`` 0 ends an outage)."""
+        fields = body if isinstance(body, dict) else {}
+        status, seconds = fields.get("status", 503), fields.get("seconds")
+        valid = isinstance(status, int) and 400 <= status <= 599
+        if not valid or not isinstance(seconds, int | float) or not 0 <= seconds <= 86400:
+            self._send_json({"error": "status must be 400-599 and seconds 0-86400"}, 400)
+            return
+        self.state.start_outage(int(status), float(seconds))
+        self._send_json({"status": status, "seconds": seconds})
 
     def _handle_rate_limit(self, body: Any) -> None:
         """POST /_sim/rate-limit ``{"per_second": N}``: set the limit (0 or null: off)."""

@@ -37,6 +37,16 @@ class Scenario:
     poll_http_times: int = 1
     size: int | None = None
     file: str = "ok"
+    # With sim_file set to an error: only the first file_times downloads answer it (None:
+    # all), as a CDN that has not got the file yet does.
+    file_times: int | None = None
+    # The result URLs of the first file_gone_urls completed answers (polls and callbacks)
+    # are dead links answering 404, as an expired signed URL; later answers give live ones.
+    file_gone_urls: int = 0
+    # The first bad_video_times completed poll answers carry this text as `video` instead of
+    # the result URL (for example "null"), as Akool's answer sometimes does.
+    bad_video: str | None = None
+    bad_video_times: int = 1
     truncate_times: int = 0
     file_delay: float = 0.0
     # Bytes a second a download is streamed at (None: as fast as it goes), for the first
@@ -63,6 +73,9 @@ _INT_PARAMS = {
     "sim_poll_http": "poll_http",
     "sim_poll_http_times": "poll_http_times",
     "sim_size": "size",
+    "sim_file_times": "file_times",
+    "sim_file_gone_urls": "file_gone_urls",
+    "sim_bad_video_times": "bad_video_times",
     "sim_truncate_times": "truncate_times",
     "sim_file_rate": "file_rate",
     "sim_file_rate_times": "file_rate_times",
@@ -96,6 +109,8 @@ def parse_scenario(video_url: str) -> Scenario:
             logger.warning("ignoring malformed simulator parameter %s", name)
     if "sim_file" in params:
         scenario.file = params["sim_file"][-1]
+    if "sim_bad_video" in params:
+        scenario.bad_video = params["sim_bad_video"][-1]
     for name, attribute in _FLAG_PARAMS.items():
         if name in params:
             setattr(scenario, attribute, params[name][-1] == "1")

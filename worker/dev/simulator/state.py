@@ -50,6 +50,10 @@ class SimJob:
     polls: int = 0
     status_polls: int = 0
     downloads: int = 0
+    # Result URLs handed out (completed poll answers and callbacks); each carries its number.
+    urls_given: int = 0
+    # Completed poll answers so far (for sim_bad_video).
+    done_answers: int = 0
     sha256: str | None = None
     # HTTP status of each callback sent to webhookUrl (0: no answer), in order.
     webhook_answers: list[int] = field(default_factory=list)
@@ -97,6 +101,10 @@ class SimState:
         self.downloads = 0
         self.rate_limit: int | None = None
         self.webhooks_delivered = 0
+        # An outage of the whole API (POST /_sim/outage): until then (self.clock's time),
+        # every Akool endpoint answers this HTTP status.
+        self.outage_until = 0.0
+        self.outage_status = 503
         # Set when the simulator stops, so callback threads waiting for their time end.
         self.stopping = threading.Event()
         # The clock of the rate windows; tests may replace it to place requests exactly.
@@ -123,7 +131,19 @@ class SimState:
             self.downloads = 0
             self.rate_limit = None
             self.webhooks_delivered = 0
+            self.outage_until = 0.0
             self._reset_rate_counters()
+
+    def start_outage(self, status: int, seconds: float) -> None:
+        """Answer HTTP ``status`` to every Akool request for ``seconds`` from now (0: end)."""
+        with self.lock:
+            self.outage_status = status
+            self.outage_until = self.clock() + max(0.0, seconds)
+
+    def outage(self) -> int | None:
+        """The HTTP status an outage answers now, or None when there is none."""
+        with self.lock:
+            return self.outage_status if self.clock() < self.outage_until else None
 
     def set_rate_limit(self, per_second: int | None) -> None:
         """Answer 1005 beyond ``per_second`` submits and polls a second (None or 0: off)."""
@@ -196,8 +216,12 @@ class SimState:
         return job
 
     def file_url(self, job: SimJob) -> str:
-        """Where the job's generated video is served."""
-        return f"http://{self.file_host}/files/{job.job_id}.mp4"
+        """A new URL of the job's generated video, numbered (``?v=``) so that the links of
+        the first ``sim_file_gone_urls`` can be dead."""
+        with self.lock:
+            job.urls_given += 1
+            version = job.urls_given
+        return f"http://{self.file_host}/files/{job.job_id}.mp4?v={version}"
 
     def get_job(self, job_id: str) -> SimJob | None:
         """The job with ``job_id``, or None."""
@@ -240,6 +264,7 @@ class SimState:
                 "sha256": digest,
                 "polls": job.polls,
                 "downloads": job.downloads,
+                "urls_given": job.urls_given,
                 "status": job.status_for(job.status_polls),
                 "webhook_answers": list(job.webhook_answers),
             }
