@@ -7,6 +7,7 @@ on the Redis port they are given, so none of them can reach a server by accident
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -130,3 +131,33 @@ def test_a_process_refuses_a_redis_that_may_evict_job_records(
     assert time.monotonic() - started < 10
     assert "maxmemory-policy is volatile-lru" in done.stderr
     assert "noeviction" in done.stderr
+
+
+# --- a Redis that keeps nothing on disk ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def forgetful_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server started as `redis-server --appendonly no --save ""`: neither AOF nor
+    RDB snapshots (the rest of config/redis.conf as usual)."""
+    directory = tmp_path_factory.mktemp("forgetful-redis")
+    server = RedisServer(directory, extra_args=["--appendonly", "no", "--save", ""]).start()
+    try:
+        yield server.url
+    finally:
+        server.stop(signal.SIGKILL)  # it keeps nothing: no need to let it write anything
+
+
+@pytest.mark.parametrize("process", ["worker", "beat", "web"])
+def test_a_process_refuses_a_redis_that_keeps_nothing_on_disk(
+    process: str, forgetful_redis: str, tmp_path: Path
+) -> None:
+    argv = procfile_argv(process)
+    assert argv is not None
+    env = _env(REDIS_URL=forgetful_redis, AKOOL_API_KEY="k", ARCHIVE_BUCKET="b")
+    started = time.monotonic()
+    done = _run(argv, env, tmp_path, timeout=10)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 10
+    assert "appendonly" in done.stderr
+    assert "ready" not in done.stdout + done.stderr
