@@ -87,7 +87,7 @@ demo: $(STAMP) redis-server
 stack: $(STAMP) redis-server
 	$(BIN)/python -m worker.dev.stack --env-file $(STACK_ENV)
 
-# The Procfile (worker, beat, web) against the stack `make stack` runs in another terminal.
+# The Procfile (worker, archive, beat, web) against the stack `make stack` runs in another terminal.
 # The Procfile calls bare `celery` and `python`: the venv's come first on PATH. honcho reads
 # only the files given with -e (not .env), and their values win over the shell's.
 run: $(STAMP)

@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 import pytest
 import redis
 
-from worker.dev.demo import procfile_argv, stored_sha256
+from worker.dev.demo import WORKER_LINES, procfile_argv, stored_sha256
+from worker.dev.processes import stop_all
 from worker.dev.stack import (
     BUCKET,
     Process,
@@ -26,6 +27,7 @@ from worker.dev.stack import (
     Stack,
     local_stack,
     start_worker,
+    start_workers,
     wait_until,
 )
 from worker.jobs import Job, JobStore
@@ -52,29 +54,63 @@ def procfile_worker_env(env: dict[str, str]) -> dict[str, str]:
 
 
 class Deployment:
-    """One worker deployment: a Redis database of its own, a worker, and ways to use them."""
+    """One worker deployment: a Redis database of its own, the Procfile's workers (one per
+    worker line: `worker`, and `archive` where the Procfile has it), and ways to use them."""
 
-    def __init__(self, stack: Stack, env: dict[str, str], name: str, beat: bool = False) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        env: dict[str, str],
+        name: str,
+        beat: bool = False,
+        workers: bool = True,
+    ) -> None:
         self.stack = stack
         self.env = env
         self.name = name
-        self.worker = start_procfile_worker(stack, env, name)
+        self.workers = start_procfile_workers(stack, env, name) if workers else []
         self.beat = start_procfile_beat(stack, env, name) if beat else None
         self.redis = redis.Redis.from_url(env["REDIS_URL"])
         self.store = JobStore(self.redis, retention_seconds=3600)
 
+    @property
+    def worker(self) -> Process:
+        """The Procfile's `worker` process (submits and polls); started if need be."""
+        if not self.workers:
+            self.start_workers()
+        return self.workers[0]
+
+    @worker.setter
+    def worker(self, process: Process) -> None:
+        self.workers[0] = process
+
+    @property
+    def archiver(self) -> Process:
+        """The process that runs archives: the Procfile's `archive`, else its `worker`."""
+        return self.workers[-1]
+
+    def log_text(self) -> str:
+        """What every worker process of the deployment logged."""
+        return "\n".join(process.log_text() for process in self.workers)
+
     def kill_worker(self) -> None:
-        """SIGKILL the worker and all its pool processes, as a crash would."""
-        self.worker.stop(signal.SIGKILL)
+        """SIGKILL every worker and all its pool processes, as a crash would."""
+        stop_all(self.workers, signal.SIGKILL)
+
+    def stop_workers(self) -> None:
+        stop_all(self.workers)
+
+    def start_workers(self) -> None:
+        self.workers = start_procfile_workers(self.stack, self.env, self.name)
 
     def restart_worker(self) -> None:
-        self.worker.stop()
-        self.worker = start_procfile_worker(self.stack, self.env, self.name)
+        self.stop_workers()
+        self.start_workers()
 
     def stop(self) -> None:
-        for process in (self.worker, self.beat):
-            if process is not None:
-                process.stop()
+        """End the deployment at once (SIGKILL): a test's processes have nothing left to
+        finish, and a graceful stop would wait out their running copies."""
+        stop_all([*self.workers, self.beat], signal.SIGKILL)
 
     def submit(self, video: str, audio: str = AUDIO_URL) -> str:
         """submit_lipsync from another Python process, as application code would."""
@@ -82,15 +118,20 @@ class Deployment:
             "import sys; from worker import submit_lipsync; "
             "print(submit_lipsync(sys.argv[1], sys.argv[2]))"
         )
+        return self.python(code, video, audio).strip().splitlines()[-1]
+
+    def python(self, code: str, *args: str) -> str:
+        """Run `code` in another Python process with the deployment's environment; its
+        output."""
         done = subprocess.run(
-            [sys.executable, "-c", code, video, audio],
+            [sys.executable, "-c", code, *args],
             env=self.env,
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
-        return done.stdout.strip().splitlines()[-1]
+        return done.stdout
 
     def wait(self, job_id: str, timeout: float = JOB_TIMEOUT_SECONDS) -> Job:
         """The job once it is archived or failed (bounded wait)."""
@@ -102,7 +143,7 @@ class Deployment:
             time.sleep(0.2)
         raise AssertionError(
             f"job {job_id} not final after {timeout} s: {self.store.get(job_id)}"
-            f"\n{self.worker.log_text()[-4000:]}"
+            f"\n{self.log_text()[-4000:]}"
         )
 
     def run(self, video: str) -> Job:
@@ -130,12 +171,27 @@ def stack() -> Iterator[Stack]:
         yield running
 
 
-def start_procfile_worker(stack: Stack, env: dict[str, str], name: str) -> Process:
-    """The Procfile's worker line, with a node name of its own."""
-    argv = procfile_argv("worker")
-    assert argv is not None, "the Procfile has no worker line"
-    argv += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
-    return start_worker(stack.directory, procfile_worker_env(env), name=name, argv=argv)
+def procfile_worker_argv(name: str, line: str = "worker") -> tuple[str, list[str]]:
+    """One of the Procfile's worker lines with a node name of its own: (node, command)."""
+    argv = procfile_argv(line)
+    assert argv is not None, f"the Procfile has no {line} line"
+    node = name if line == "worker" else f"{line}-{name}"
+    return node, [*argv, "-n", f"{node}@%h", "--without-gossip", "--without-mingle"]
+
+
+def start_procfile_worker(
+    stack: Stack, env: dict[str, str], name: str, line: str = "worker"
+) -> Process:
+    """One of the Procfile's worker lines, with a node name of its own."""
+    node, argv = procfile_worker_argv(name, line)
+    return start_worker(stack.directory, procfile_worker_env(env), name=node, argv=argv)
+
+
+def start_procfile_workers(stack: Stack, env: dict[str, str], name: str) -> list[Process]:
+    """Every worker line of the Procfile side by side, each with a node name of its own."""
+    lines = [line for line in WORKER_LINES if procfile_argv(line) is not None]
+    commands = dict(procfile_worker_argv(name, line) for line in lines)
+    return start_workers(stack.directory, procfile_worker_env(env), commands)
 
 
 def start_procfile_beat(stack: Stack, env: dict[str, str], name: str) -> Process:
@@ -157,11 +213,11 @@ def start_procfile_beat(stack: Stack, env: dict[str, str], name: str) -> Process
 _databases = iter(range(1, 64))
 
 
-def _deploy(stack: Stack, beat: bool = False, **overrides: str) -> Deployment:
+def _deploy(stack: Stack, beat: bool = False, workers: bool = True, **overrides: str) -> Deployment:
     db = next(_databases)
     redis.Redis(port=stack.redis.port, db=db).flushdb()
     env = dict(stack.env, REDIS_URL=f"redis://127.0.0.1:{stack.redis.port}/{db}", **overrides)
-    return Deployment(stack, env, f"w{db}", beat=beat)
+    return Deployment(stack, env, f"w{db}", beat=beat, workers=workers)
 
 
 @pytest.fixture(scope="session")
@@ -177,8 +233,8 @@ def deploy(stack: Stack) -> Iterator[Any]:
     """Start a deployment with other settings, on a Redis database of its own."""
     started: list[Deployment] = []
 
-    def factory(beat: bool = False, **overrides: str) -> Deployment:
-        started.append(_deploy(stack, beat=beat, **overrides))
+    def factory(beat: bool = False, workers: bool = True, **overrides: str) -> Deployment:
+        started.append(_deploy(stack, beat=beat, workers=workers, **overrides))
         return started[-1]
 
     yield factory

@@ -144,7 +144,7 @@ def test_redis_restart_with_aof_loses_no_job(deploy) -> None:
 
     for job_id, video in zip(job_ids, videos, strict=True):
         assert_archived_once(deployment, deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS), video)
-    assert deployment.worker.alive
+    assert all(w.alive for w in deployment.workers)
 
 
 def test_redis_down_for_30_seconds_during_polling_loses_no_chain(deploy) -> None:
@@ -157,7 +157,7 @@ def test_redis_down_for_30_seconds_during_polling_loses_no_chain(deploy) -> None
 
     for job_id, video in zip(job_ids, videos, strict=True):
         assert_archived_once(deployment, deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS), video)
-    assert deployment.worker.alive
+    assert all(w.alive for w in deployment.workers)
 
 
 # --- S3 ---------------------------------------------------------------------------------
@@ -276,16 +276,16 @@ def test_sigterm_mid_archive_exits_within_30_s_and_another_worker_finishes_the_j
         timeout=60,
     )
 
-    worker = deployment.worker.proc
+    worker = deployment.archiver.proc  # the process copying the video
     assert worker is not None
     started = time.monotonic()
     os.kill(worker.pid, signal.SIGTERM)  # the main process only, as a container stop does
     try:
         worker.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"still running 30 s after SIGTERM:\n{deployment.worker.log_text()[-3000:]}")
+        pytest.fail(f"still running 30 s after SIGTERM:\n{deployment.archiver.log_text()[-3000:]}")
     assert time.monotonic() - started < 30
-    assert "Soft Shutdown" in deployment.worker.log_text()
+    assert "Soft Shutdown" in deployment.archiver.log_text()
 
     deployment.restart_worker()
     job = deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS)

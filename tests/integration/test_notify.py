@@ -15,11 +15,17 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import AUDIO_URL, Deployment, procfile_worker_env, video_url
+from tests.integration.conftest import (
+    AUDIO_URL,
+    Deployment,
+    procfile_worker_argv,
+    procfile_worker_env,
+    video_url,
+)
 from tests.postsink import PostSink, post_sink
 from worker import keys
-from worker.dev.demo import procfile_argv
-from worker.dev.stack import start_worker, wait_until
+from worker.dev.demo import WORKER_LINES
+from worker.dev.stack import start_workers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # Sweeps every second, so a notification left by a dead worker goes out within seconds.
@@ -209,18 +215,19 @@ def test_retry_refuses_a_job_whose_submit_may_have_created_an_akool_job(
 
 
 def start_crashing_worker(deployment: Deployment, marker: Path) -> None:
-    """Replace the deployment's worker with one that dies right after a final write."""
-    deployment.worker.stop()
-    argv = procfile_argv("worker")
-    assert argv is not None
-    argv = ["tests.integration.crash_app" if a == "worker.celery_app" else a for a in argv]
-    argv += ["-n", f"crash-{deployment.name}@%h", "--without-gossip", "--without-mingle"]
+    """Replace the deployment's workers with ones that die right after a final write (the
+    archive's final write is the archive worker's)."""
+    deployment.stop_workers()
     env = procfile_worker_env(
         {**deployment.env, "CRASH_MARKER": str(marker), "PYTHONPATH": str(ROOT)}
     )
-    deployment.worker = start_worker(
-        deployment.stack.directory, env, name=f"crash-{deployment.name}", argv=argv
-    )
+    commands = {}
+    for line in WORKER_LINES:
+        node, argv = procfile_worker_argv(f"crash-{deployment.name}", line)
+        commands[node] = [
+            "tests.integration.crash_app" if a == "worker.celery_app" else a for a in argv
+        ]
+    deployment.workers = start_workers(deployment.stack.directory, env, commands)
 
 
 @pytest.mark.parametrize(

@@ -66,9 +66,7 @@ def test_json_logs_carry_the_job_id_on_every_line_of_a_job(deploy) -> None:
     job = deployment.run(video_url(polls=2))
 
     lines = [
-        json.loads(line)
-        for line in deployment.worker.log_text().splitlines()
-        if line.startswith("{")
+        json.loads(line) for line in deployment.log_text().splitlines() if line.startswith("{")
     ]
     mine = [line for line in lines if job.id in line["message"]]
     assert len(mine) >= 4  # submitted, polls, finished, archived

@@ -27,7 +27,7 @@ from tests.integration.conftest import (
     Deployment,
     procfile_worker_env,
     start_procfile_beat,
-    start_procfile_worker,
+    start_procfile_workers,
     video_url,
 )
 from tests.integration.test_faults import FAST, RECOVERY_TIMEOUT_SECONDS, assert_archived_once
@@ -179,7 +179,7 @@ class SentinelDeployment(Deployment):
         self.stack = stack
         self.env = env
         self.name = name
-        self.worker = start_procfile_worker(stack, env, name)
+        self.workers = start_procfile_workers(stack, env, name)
         self.beat = start_procfile_beat(stack, env, name)
         self.redis = client
         self.store = JobStore(client, retention_seconds=3600)
@@ -193,9 +193,7 @@ class SentinelDeployment(Deployment):
                 if job.is_final:
                     return job
             time.sleep(0.2)
-        raise AssertionError(
-            f"job {job_id} not final after {timeout} s\n{self.worker.log_text()[-4000:]}"
-        )
+        raise AssertionError(f"job {job_id} not final after {timeout} s\n{self.log_text()[-4000:]}")
 
 
 @pytest.fixture
@@ -244,8 +242,9 @@ def test_jobs_in_flight_survive_a_failover_of_the_redis_master_and_are_archived_
     late = video_url(polls=1)
     assert_archived_once(deployment, deployment.wait(deployment.submit(late)), late)
     assert topology.master_port() != old_master
-    assert deployment.worker.alive and deployment.beat is not None and deployment.beat.alive
-    logs = deployment.worker.log_text() + deployment.beat.log_text()
+    assert all(w.alive for w in deployment.workers)
+    assert deployment.beat is not None and deployment.beat.alive
+    logs = deployment.log_text() + deployment.beat.log_text()
     assert REDIS_PASSWORD not in logs and SENTINEL_PASSWORD not in logs
     # The broker's queues live in the URL's database with the job records, not in db 0.
     assert deployment.redis.exists("_kombu.binding.lipsync.akool")

@@ -21,7 +21,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from worker.names import QUEUES
+from worker.names import AKOOL_QUEUE, ARCHIVE_QUEUE, QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -171,37 +171,44 @@ def dashboard_panels() -> list[dict[str, Any]]:
     return [panel for panel in panels if panel["type"] != "row"]
 
 
-def test_procfile_has_worker_beat_and_web(procfile: dict[str, list[str]]) -> None:
-    assert set(procfile) >= {"worker", "beat", "web"}
+# The Procfile's worker lines and the compose services that run the same queues.
+WORKER_LINES = {"worker": "worker-akool", "archive": "worker-archive"}
 
 
-def test_procfile_worker_consumes_every_queue_the_project_uses(
+def test_procfile_has_worker_archive_beat_and_web(procfile: dict[str, list[str]]) -> None:
+    assert set(procfile) >= {"worker", "archive", "beat", "web"}
+
+
+def test_procfile_workers_together_consume_every_queue_the_project_uses(
     procfile: dict[str, list[str]],
 ) -> None:
-    assert set(option(procfile["worker"], "-Q").split(",")) == set(QUEUES)
+    queues = [q for line in WORKER_LINES for q in option(procfile[line], "-Q").split(",")]
+    assert sorted(queues) == sorted(QUEUES)
 
 
-def test_compose_workers_together_consume_the_procfile_queues(
+def test_archives_never_share_a_pool_with_akool_calls(procfile: dict[str, list[str]]) -> None:
+    # A pool full of slow downloads must not hold back submits and polls.
+    assert option(procfile["worker"], "-Q") == AKOOL_QUEUE
+    assert option(procfile["archive"], "-Q") == ARCHIVE_QUEUE
+
+
+def test_compose_workers_consume_the_queues_of_their_procfile_lines(
     compose: dict[str, Any], procfile: dict[str, list[str]]
 ) -> None:
     services = compose["services"]
-    queues = {
-        q
-        for name in ("worker-akool", "worker-archive")
-        for q in option(services[name]["command"], "-Q").split(",")
-    }
-    _, worker = without_env(procfile["worker"])
-    assert queues == set(option(worker, "-Q").split(",")) == set(QUEUES)
-    assert services["worker-akool"]["command"][:4] == worker[:4]
+    for line, service in WORKER_LINES.items():
+        _, command = without_env(procfile[line])
+        assert option(services[service]["command"], "-Q") == option(command, "-Q")
+        assert services[service]["command"][:4] == command[:4]
 
 
-def test_the_image_sets_the_environment_the_procfile_worker_runs_with(
+def test_the_image_sets_the_environment_the_procfile_workers_run_with(
     compose: dict[str, Any], procfile: dict[str, list[str]]
 ) -> None:
-    wanted, _ = without_env(procfile["worker"])
-    for name in ("worker-akool", "worker-archive"):
-        env = image_env() | compose["services"][name]["environment"]
-        assert {k: env.get(k) for k in wanted} == wanted, name
+    for line, service in WORKER_LINES.items():
+        wanted, _ = without_env(procfile[line])
+        env = image_env() | compose["services"][service]["environment"]
+        assert {k: env.get(k) for k in wanted} == wanted, service
 
 
 def test_compose_beat_and_web_run_the_procfile_commands(
@@ -338,7 +345,7 @@ def test_honcho_accepts_the_procfile() -> None:
         [str(honcho), "check"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "worker, beat, web" in done.stderr + done.stdout
+    assert "worker, archive, beat, web" in done.stderr + done.stdout
 
 
 def test_every_lock_pins_each_package_to_one_version_with_its_hashes() -> None:

@@ -1,8 +1,9 @@
 """`lipsync demo`: one job through a private stack of real processes, checked byte for byte.
 
-Starts redis-server, moto's S3 server and the Akool simulator on free loopback ports, runs a
-worker with the Procfile's command, submits one job with `submit_lipsync`, follows it until
-it is archived, then compares the sha256 of the stored object with what the simulator served.
+Starts redis-server, moto's S3 server and the Akool simulator on free loopback ports, runs
+the Procfile's workers (`worker` for Akool's calls, `archive` for the copies), submits one
+job with `submit_lipsync`, follows it until it is archived, then compares the sha256 of the
+stored object with what the simulator served.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from worker.api import submit_lipsync
 from worker.celery_app import reload_settings
-from worker.dev.stack import BUCKET, Stack, local_stack, start_worker
+from worker.dev.stack import BUCKET, Stack, local_stack, start_workers
 from worker.progress import wait_for
 from worker.status import JobStatus
 
@@ -27,6 +28,8 @@ PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
 # framework of its server extra. None is a dependency of the runtime; the `demo` extra has them.
 DEMO_MODULES = ("moto", "flask", "flask_cors")
 DEMO_INSTALL = "pip install 'lipsync-worker[demo]'"
+# The Procfile's lines that run Celery workers: Akool's calls, and the archive on its own pool.
+WORKER_LINES = ("worker", "archive")
 
 
 def procfile_argv(name: str, procfile: Path = PROCFILE) -> list[str] | None:
@@ -62,11 +65,17 @@ def run_demo(*, size: int | None = None) -> bool:
         return False
     print("Starting redis-server, the S3 server and the Akool simulator...", flush=True)
     with local_stack(size=size) as stack:
-        worker = start_worker(stack.directory, _worker_env(stack), argv=procfile_argv("worker"))
+        commands = {line: procfile_argv(line) for line in WORKER_LINES}
+        workers = start_workers(
+            stack.directory,
+            _worker_env(stack),
+            {line: argv for line, argv in commands.items() if argv is not None},
+        )
         try:
             return _push_one_job(stack)
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
 
 
 def _worker_env(stack: Stack) -> dict[str, str]:

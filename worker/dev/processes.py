@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -80,10 +80,13 @@ class Process:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process (SIGKILL after STOP_TIMEOUT_SECONDS) and close its log."""
+        stop_all([self], sig)
+
+    def _reap(self, deadline: float) -> None:
+        """Wait for the process until `deadline` (monotonic), then kill what is left."""
         if self.proc is not None:
-            self.send(sig)
             try:
-                self.proc.wait(STOP_TIMEOUT_SECONDS)
+                self.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.send(signal.SIGKILL)
                 self.proc.wait(STOP_TIMEOUT_SECONDS)
@@ -91,3 +94,15 @@ class Process:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def stop_all(processes: Iterable[Process | None], sig: int = signal.SIGTERM) -> None:
+    """Stop processes side by side: each is sent `sig` at once, then all are waited for
+    (SIGKILL for what still runs after STOP_TIMEOUT_SECONDS)."""
+    running = [process for process in processes if process is not None]
+    for process in running:
+        if process.proc is not None:
+            process.send(sig)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for process in running:
+        process._reap(deadline)

@@ -230,18 +230,29 @@ def start_worker(
     argv: list[str] | None = None,
 ) -> Process:
     """Start a Celery worker and wait until it says it is ready."""
-    log = directory / f"{name}.log"
-    process = Process(
-        name, argv or worker_argv(queues, concurrency=concurrency, name=name), log, env=env
-    ).start()
+    command = argv or worker_argv(queues, concurrency=concurrency, name=name)
+    return start_workers(directory, env, {name: command})[0]
 
-    def ready() -> bool:
-        if not process.alive:
-            raise RuntimeError(f"worker exited at start:\n{process.log_text()[-3000:]}")
-        return " ready." in process.log_text()
 
-    wait_until(ready, START_TIMEOUT_SECONDS * 2, f"Celery worker {name}")
-    return process
+def start_workers(
+    directory: Path, env: Mapping[str, str], commands: Mapping[str, list[str]]
+) -> list[Process]:
+    """Start Celery workers side by side (name -> command line, each logging to
+    `<name>.log`) and wait until each says it is ready; in the order given."""
+    processes = [
+        Process(name, argv, directory / f"{name}.log", env=env).start()
+        for name, argv in commands.items()
+    ]
+
+    for process in processes:
+
+        def ready(process: Process = process) -> bool:
+            if not process.alive:
+                raise RuntimeError(f"worker exited at start:\n{process.log_text()[-3000:]}")
+            return " ready." in process.log_text()
+
+        wait_until(ready, START_TIMEOUT_SECONDS * 2, f"worker {process.name}")
+    return processes
 
 
 @dataclass
