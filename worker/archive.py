@@ -1,9 +1,10 @@
 """Copy a finished video from its URL into S3, streaming, never holding the whole file.
 
-The download is a `requests` stream read by boto3's managed (multipart) upload in chunks.
-A download that ends short, breaks off or grows past the size limit raises inside the upload,
-which makes s3transfer abort the multipart upload: a broken copy never becomes the object.
-All `requests` and `botocore` errors are translated here into `worker.errors`.
+The download is a `requests` stream read by boto3's managed (multipart) upload in chunks
+(worker/download.py). A download that ends short, breaks off, trickles under the rate floor
+or grows past the size limit raises inside the upload, which makes s3transfer abort the
+multipart upload: a broken copy never becomes the object. All `requests` and `botocore`
+errors are translated here and in worker/download.py into `worker.errors`.
 
 Fetching is guarded against SSRF (worker/netguard.py): a host that resolves to an internal
 address is fetched only when that exact host is listed in ARCHIVE_ALLOWED_HOSTS, a wildcard
@@ -15,11 +16,9 @@ that leaves https is never followed.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import re
-import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,14 +27,14 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from urllib3.exceptions import HTTPError as Urllib3Error
 
+from worker.download import RateFloor, StreamReader, streaming, watched
 from worker.errors import (
     DownloadError,
     SourceGoneError,
     SourceRefusedError,
     StorageError,
-    StoragePermanentError,
+    StorageRefusedError,
 )
 from worker.jobs import is_job_id
 from worker.names import MiB
@@ -47,7 +46,12 @@ from worker.netguard import (
     send_pinned,
     split_url,
 )
-from worker.settings import ARCHIVE_MAX_BYTES, DOWNLOAD_TIMEOUT_SECONDS
+from worker.settings import (
+    ARCHIVE_MAX_BYTES,
+    DOWNLOAD_MIN_BYTES_PER_SECOND,
+    DOWNLOAD_RATE_WINDOW_SECONDS,
+    DOWNLOAD_TIMEOUT_SECONDS,
+)
 from worker.untrusted import ascii_int
 
 logger = logging.getLogger(__name__)
@@ -62,8 +66,9 @@ MAX_REDIRECTS = 5
 ALLOWED_SETTING = "ARCHIVE_ALLOWED_HOSTS"
 CONTENT_TYPE = "video/mp4"
 GONE_STATUSES = (403, 404, 410)
-# S3 error codes that retrying cannot fix.
-PERMANENT_S3_CODES = {
+# S3 error codes that say S3 refuses the upload as configured (retried all the same while
+# the video exists: the operator can fix the bucket or the credentials meanwhile).
+REFUSED_S3_CODES = {
     "AccessDenied",
     "NoSuchBucket",
     "InvalidAccessKeyId",
@@ -152,72 +157,6 @@ class ArchiveResult:
     sha256: str
 
 
-# Set in a pool process whose task Celery cancels at shutdown: a running copy stops at once
-# (its download is closed), so s3transfer aborts the multipart upload rather than finishing a
-# copy that nobody would record. The job's message goes back to the queue.
-_stopping = threading.Event()
-_streaming: set[requests.Response] = set()
-
-
-def stop_copies() -> None:
-    """Stop every copy this process is making (safe to call from a signal handler)."""
-    _stopping.set()
-    for response in list(_streaming):
-        with contextlib.suppress(Exception):
-            response.close()
-
-
-class _StreamReader:
-    """A file-like view of a download for boto3: counts, hashes and checks the length."""
-
-    def __init__(
-        self,
-        response: requests.Response,
-        url: str,
-        max_bytes: int,
-        on_progress: Callable[[int, int | None], None] | None = None,
-    ) -> None:
-        self._raw = response.raw
-        self._on_progress = on_progress
-        self._url = url
-        self._max = max_bytes
-        # A Content-Length that is not ASCII digits (a superscript "2") counts as unknown;
-        # the size limit still holds while streaming.
-        self._expected = ascii_int(response.headers.get("Content-Length", ""))
-        self.size = 0
-        self.digest = hashlib.sha256()
-
-    def read(self, amount: int = -1) -> bytes:
-        """Up to `amount` bytes of the video, counted, hashed and checked."""
-        if _stopping.is_set():
-            raise DownloadError("the copy was stopped: the worker is shutting down", url=self._url)
-        try:
-            chunk = self._raw.read(
-                amount if amount and amount > 0 else PART_SIZE_BYTES, decode_content=True
-            )
-        except (Urllib3Error, OSError) as e:
-            raise DownloadError(
-                f"the download broke off after {self.size} bytes", url=self._url
-            ) from e
-        self._account(chunk)
-        if self._on_progress is not None and chunk:
-            self._on_progress(self.size, self._expected)
-        return chunk
-
-    def _account(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self._max:
-            raise SourceRefusedError(
-                f"the video is larger than ARCHIVE_MAX_BYTES ({self._max} bytes)", url=self._url
-            )
-        self.digest.update(chunk)
-        if not chunk and self._expected is not None and self.size != self._expected:
-            raise DownloadError(
-                f"the download ended after {self.size} of {self._expected} bytes",
-                url=self._url,
-            )
-
-
 class Archiver:
     """Streams result videos into one S3 bucket under a key prefix."""
 
@@ -235,6 +174,9 @@ class Archiver:
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
         storage_class: str | None = None,
+        min_rate: float = DOWNLOAD_MIN_BYTES_PER_SECOND,
+        rate_window: float = DOWNLOAD_RATE_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if sse_kms_key_id and not (sse or "").startswith("aws:kms"):
             raise ValueError("sse_kms_key_id needs sse='aws:kms' or 'aws:kms:dsse'")
@@ -249,6 +191,9 @@ class Archiver:
         self._sse = sse
         self._sse_kms_key_id = sse_kms_key_id
         self._storage_class = storage_class
+        self._min_rate = min_rate
+        self._rate_window = rate_window
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"Archiver(bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -264,18 +209,22 @@ class Archiver:
         """Stream `url` into s3://bucket/prefix<job_id>.mp4 and return where it went.
 
         `on_progress`, if given, is called with the bytes read so far and the expected total
-        (None when the host sent no Content-Length) after each chunk
-        (about one call per upload part), possibly from a transfer thread.
+        (None when the host sent no Content-Length) as bytes arrive, possibly from a
+        transfer thread.
         """
         key = archive_key(self.prefix, job_id)
         response = self._open(url)
-        _streaming.add(response)
-        try:
-            reader = _StreamReader(response, response.url or url, self._max, on_progress)
-            self._upload(reader, key, {"job-id": job_id, "akool-id": _safe_meta(akool_id)})
-        finally:
-            _streaming.discard(response)
-            response.close()
+        with streaming(response):
+            reader = StreamReader(
+                response,
+                response.url or url,
+                self._max,
+                part_size=self._config.multipart_chunksize,
+                on_progress=on_progress,
+            )
+            floor = RateFloor(self._min_rate, self._rate_window, self._clock)
+            with watched(response, reader, floor):
+                self._upload(reader, key, {"job-id": job_id, "akool-id": _safe_meta(akool_id)})
         uri = f"s3://{self.bucket}/{key}"
         logger.info("Archived %s (%d bytes) to %s", job_id, reader.size, uri)
         return ArchiveResult(uri, self.bucket, key, reader.size, reader.digest.hexdigest())
@@ -369,11 +318,7 @@ class Archiver:
             return
         response.close()
         if status in GONE_STATUSES:
-            raise SourceGoneError(
-                f"the result video has expired or is gone (HTTP {status} from its host)",
-                url=url,
-                status=status,
-            )
+            raise SourceGoneError(f"the result URL answers HTTP {status}", url=url, status=status)
         if status == 429 or status >= 500:
             raise DownloadError(f"the file host answered HTTP {status}", url=url, status=status)
         raise SourceRefusedError(f"the file host answered HTTP {status}", url=url, status=status)
@@ -397,7 +342,7 @@ class Archiver:
         extra.update({name: value for name, value in optional.items() if value})
         return extra
 
-    def _upload(self, reader: _StreamReader, key: str, metadata: dict[str, str]) -> None:
+    def _upload(self, reader: StreamReader, key: str, metadata: dict[str, str]) -> None:
         extra = self._extra_args(metadata)
         try:
             self._s3.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra, Config=self._config)
@@ -414,10 +359,10 @@ class Archiver:
 
 def _storage_error(
     error: ClientError, bucket: str, key: str, action: str = "store"
-) -> StorageError | StoragePermanentError:
+) -> StorageError:
     code = str(error.response.get("Error", {}).get("Code", "Unknown"))
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     text = f"S3 refused to {action} s3://{bucket}/{key} ({code})"
-    if code in PERMANENT_S3_CODES:
-        return StoragePermanentError(text, bucket=bucket, key=key, status=status)
+    if code in REFUSED_S3_CODES:
+        return StorageRefusedError(text, bucket=bucket, key=key, status=status)
     return StorageError(text, bucket=bucket, key=key, status=status)

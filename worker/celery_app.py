@@ -23,7 +23,7 @@ from billiard.common import TERM_SIGNAL
 from celery import Celery
 from celery.signals import beat_init, task_prerun, worker_init, worker_ready
 
-from worker import archive, deps, logs, metrics, preflight
+from worker import deps, download, logs, metrics, preflight
 from worker.errors import ConfigError
 from worker.names import (
     AKOOL_QUEUE,
@@ -260,7 +260,7 @@ def _stop_copies_when_cancelled(**_: Any) -> None:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        archive.stop_copies()
+        download.stop_copies()
         if callable(current):
             current(signum, frame)
 

@@ -155,6 +155,8 @@ def archiver() -> Archiver:
         sse=s.archive_sse,
         sse_kms_key_id=s.archive_sse_kms_key_id,
         storage_class=s.archive_storage_class,
+        min_rate=s.download_min_bytes_per_second,
+        rate_window=s.download_rate_window_seconds,
     )
 
 

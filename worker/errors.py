@@ -66,6 +66,16 @@ class AkoolRequestNotSent(AkoolTransientError):
     to repeat, even a submit."""
 
 
+class AkoolDoneWithoutUrl(AkoolTransientError):
+    """Akool says the job is done (video_status 3) but gives no usable http(s) URL of the
+    video ("null", empty, a relative path): ask again."""
+
+
+class AkoolBusy(AkoolTransientError):
+    """Akool asks for fewer requests (code 1005, HTTP 429): it refused before any work, so
+    the request may be repeated, even a submit; the fleet's rate is cut."""
+
+
 class AkoolPermanentError(AkoolError, PermanentError):
     """Akool refused the request for a reason that repeating it cannot change."""
 
@@ -87,17 +97,50 @@ class PollTimeout(PermanentError):
     """Akool did not finish the job within POLL_TIMEOUT_SECONDS."""
 
 
-class StillProcessing(TransientError):
-    """Akool answered the poll: the job is not finished yet. Poll again later: in
-    `next_in` seconds when the poll already planned it (and recorded it), on the slot of the
-    request budget reserved for it at `reserved_at` (epoch seconds) if any."""
+class VideoLost(PermanentError):
+    """The evidence says the video can never be archived (worker/proof.py): gone on every
+    try for ARCHIVE_GONE_GRACE_SECONDS, or Akool silent past its file lifetime."""
+
+
+class NotYet(TransientError):
+    """An answer that is not proof (worker/proof.py): the step is tried again. `quiet`: the
+    same wait was logged already, so it is said at INFO."""
+
+    def __init__(self, message: str, *, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
+
+class PollAgain(NotYet):
+    """The poll is to be made again later: in `next_in` seconds when the poll already
+    planned it (and recorded it), on the slot of the request budget reserved for it at
+    `reserved_at` (epoch seconds) if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        next_in: float | None = None,
+        reserved_at: float | None = None,
+        quiet: bool = False,
+    ) -> None:
+        super().__init__(message, quiet=quiet)
+        self.next_in = next_in
+        self.reserved_at = reserved_at
+
+
+class StillProcessing(PollAgain):
+    """Akool answered the poll: the job is not finished yet."""
 
     def __init__(
         self, message: str, *, next_in: float | None = None, reserved_at: float | None = None
     ) -> None:
-        super().__init__(message)
-        self.next_in = next_in
-        self.reserved_at = reserved_at
+        super().__init__(message, next_in=next_in, reserved_at=reserved_at, quiet=True)
+
+
+class WaitingOnAkool(PollAgain):
+    """Akool gave no usable answer (unreachable, an error, 1008, done without a usable
+    URL): "not yet", the job waits (Job.waiting) and is polled again."""
 
 
 # --- Archive -------------------------------------------------------------------------------
@@ -123,23 +166,32 @@ class ArchiveError(LipsyncError):
 
 
 class DownloadError(ArchiveError, TransientError):
-    """The download from the file host broke off, was short, or the host failed."""
+    """The download from the file host broke off, was short, too slow, or the host failed."""
 
 
-class SourceGoneError(ArchiveError, PermanentError):
-    """The file host answered 403/404/410: the video has expired or was deleted."""
+class SourceGoneError(ArchiveError, TransientError):
+    """The file host answered 403/404/410. Not proof by itself (a CDN may not have the file
+    yet): only on every try for ARCHIVE_GONE_GRACE_SECONDS (worker/proof.py)."""
 
 
 class SourceRefusedError(ArchiveError, PermanentError):
-    """The result URL points at a host or scheme we do not fetch from, or is too large."""
+    """Our own policy refuses the result URL: a host or scheme we do not fetch from, or a
+    video over ARCHIVE_MAX_BYTES. A decision under the settings, not an answer."""
 
 
 class StorageError(ArchiveError, TransientError):
     """S3 could not be reached or failed on its side."""
 
 
-class StoragePermanentError(ArchiveError, PermanentError):
-    """S3 refused the upload (no such bucket, access denied, bad configuration)."""
+class WaitingOnArchive(NotYet):
+    """The copy failed in a way that is not proof (the file host, the download, S3): the
+    job waits (Job.waiting) and the archive is tried again."""
+
+
+class StorageRefusedError(StorageError):
+    """S3 refused the upload (no such bucket, access denied, bad configuration): retried
+    until the video expires, since the operator can fix it meanwhile and the video would
+    otherwise be lost."""
 
 
 # --- Jobs ----------------------------------------------------------------------------------
@@ -164,6 +216,11 @@ class CorruptRecord(LipsyncError, KeyError):
 
 class StoreUnavailable(TransientError):
     """Redis, which holds the job records, could not be reached."""
+
+
+class SubmitClaimTaken(LipsyncError):
+    """Another step run holds the job's submit claim (its submit may be in flight): this
+    one sends nothing and stops; the holder, or the sweeper once it is overdue, goes on."""
 
 
 # --- Webhooks and notifications --------------------------------------------------------------

@@ -11,6 +11,7 @@ used, except for a host listed exactly (`transport_refusal`).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import ipaddress
 import os
@@ -356,6 +357,19 @@ def peer_address(response: requests.Response) -> str | None:
     except (AttributeError, OSError):
         return None
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+def sever(response: requests.Response) -> None:
+    """Cut a streamed response off at once, safely from another thread or a signal handler:
+    its socket is shut down first, which wakes a read blocked on it (closing alone does
+    not), then the response is closed."""
+    with contextlib.suppress(Exception):
+        raw = response.raw
+        sock = _response_socket(raw, getattr(raw, "connection", None))
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _response_socket(raw: Any, connection: Any) -> Any:

@@ -7,38 +7,16 @@ they never show up in a repr, a log line or an error message.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from worker import variables
 from worker.errors import ConfigError
 from worker.redis_url import RedisSentinel, check_options, is_sentinel, parse_sentinels
-from worker.untrusted import ascii_int
 
-logger = logging.getLogger(__name__)
-
-# Variables with these prefixes are ours or look like ours: one that no setting reads is
-# most likely misspelled, and would otherwise be ignored without a word. (REDIS_ and LOG_
-# are left out: platforms and other libraries set REDIS_TLS_URL, LOG_LEVEL and the like.)
-OUR_PREFIXES = (
-    "AKOOL_",
-    "ARCHIVE_",
-    "POLL_",
-    "JOB_",
-    "WEBHOOK_",
-    "NOTIFY_",
-    "DOWNLOAD_",
-    "STALL_",
-    "SWEEP_",
-    "S3_",
-    "METRICS_",
-    "DASHBOARD_",
-)
 AKOOL_DEFAULT_BASE_URL = "https://openapi.akool.com"
 # Akool serves generated files from its CDNs; nothing else is fetched unless configured.
 ARCHIVE_DEFAULT_ALLOWED_HOSTS = ("*.cloudfront.net", "*.akool.com")
@@ -56,6 +34,13 @@ JOB_RETENTION_SECONDS = 30 * 24 * 3600
 AKOOL_TIMEOUT_SECONDS = 30.0
 AKOOL_CONNECT_TIMEOUT_SECONDS = 5.0
 DOWNLOAD_TIMEOUT_SECONDS = 60.0
+# A download bringing fewer bytes than this a second over the window is cut off and tried
+# again later, so a trickling host holds an archive slot for a window, not for an hour.
+DOWNLOAD_MIN_BYTES_PER_SECOND = 64 * 1024.0
+DOWNLOAD_RATE_WINDOW_SECONDS = 60.0
+# A gone answer (the file host's 403/404/410, Akool's 1008 about an id it gave) is proof
+# that the video is lost only on every try for this long: a CDN may not have the file yet.
+ARCHIVE_GONE_GRACE_SECONDS = 3600.0
 ARCHIVE_MAX_BYTES = 1024**3
 # Akool deletes generated files after 7 days.
 AKOOL_FILE_LIFETIME_SECONDS = 7 * 24 * 3600
@@ -132,7 +117,10 @@ class Settings:
     archive_allowed_hosts: tuple[str, ...] = ARCHIVE_DEFAULT_ALLOWED_HOSTS
     notify_allowed_hosts: tuple[str, ...] = NOTIFY_DEFAULT_ALLOWED_HOSTS
     archive_max_bytes: int = ARCHIVE_MAX_BYTES
+    archive_gone_grace_seconds: float = ARCHIVE_GONE_GRACE_SECONDS
     download_timeout_seconds: float = DOWNLOAD_TIMEOUT_SECONDS
+    download_min_bytes_per_second: float = DOWNLOAD_MIN_BYTES_PER_SECOND
+    download_rate_window_seconds: float = DOWNLOAD_RATE_WINDOW_SECONDS
     poll_initial_seconds: float = POLL_INITIAL_SECONDS
     poll_max_seconds: float = POLL_MAX_SECONDS
     poll_timeout_seconds: float = POLL_TIMEOUT_SECONDS
@@ -177,48 +165,12 @@ class Settings:
         self.require_archive()
 
 
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum or value != value or value == float("inf"):
-        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
-    return value
-
-
-def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str:
-    """A URL with one of `schemes` and a host (a path for unix://); the error never echoes
-    the value, which may carry a password."""
-    value = _text(env, name) or default or ""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        raise ConfigError(f"{name} is not a valid URL") from None
-    located = bool(parts.path) if parts.scheme == "unix" else bool(host)
-    if parts.scheme not in schemes or not located:
-        raise ConfigError(
-            f"{name} must be a {'/'.join(schemes)} URL with a host"
-            f" (got scheme {parts.scheme!r}, host {host or ''!r})"
-        )
-    return value
-
-
 def _redis(env: Mapping[str, str]) -> dict[str, Any]:
     """REDIS_URL (checked in worker/redis_url.py), and with a sentinel:// URL the Sentinel
     settings that must go with it."""
-    url = _text(env, "REDIS_URL") or REDIS_DEFAULT_URL
-    master = _text(env, "REDIS_SENTINEL_MASTER")
-    sentinel_password = _text(env, "REDIS_SENTINEL_PASSWORD")
+    url = variables.text(env, "REDIS_URL") or REDIS_DEFAULT_URL
+    master = variables.text(env, "REDIS_SENTINEL_MASTER")
+    sentinel_password = variables.text(env, "REDIS_SENTINEL_PASSWORD")
     if is_sentinel(url):
         if master is None:
             raise ConfigError(
@@ -226,10 +178,10 @@ def _redis(env: Mapping[str, str]) -> dict[str, Any]:
                 "sentinels monitor the master under"
             )
         return {"redis_url": url, "redis_sentinel": parse_sentinels(url, master, sentinel_password)}
-    url = _url(env, "REDIS_URL", REDIS_DEFAULT_URL, ("redis", "rediss", "unix"))
+    url = variables.url(env, "REDIS_URL", REDIS_DEFAULT_URL, ("redis", "rediss", "unix"))
     check_options(url)
     for name in ("REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"):
-        if _text(env, name) is not None:
+        if variables.text(env, name) is not None:
             raise ConfigError(f"{name} is set, but REDIS_URL is not a sentinel:// URL")
     return {"redis_url": url}
 
@@ -241,21 +193,11 @@ def _prefix(env: Mapping[str, str]) -> str:
     return prefix
 
 
-def _hosts(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
-    if not hosts:
-        raise ConfigError(f"{name} must list at least one host")
-    return hosts
-
-
 def _retention(env: Mapping[str, str], poll_timeout: float) -> int:
     """JOB_RETENTION_DAYS in seconds, refusing a retention shorter than a job can live: a
     record that expires while its job runs would lose the job (its poll deadline, then
     Akool's file lifetime for the archive, and a day for an operator to act)."""
-    days = _number(env, "JOB_RETENTION_DAYS", JOB_RETENTION_SECONDS / 86400, minimum=1)
+    days = variables.number(env, "JOB_RETENTION_DAYS", JOB_RETENTION_SECONDS / 86400, minimum=1)
     needed = poll_timeout + AKOOL_FILE_LIFETIME_SECONDS + RETENTION_MARGIN_SECONDS
     if days * 86400 < needed:
         raise ConfigError(
@@ -267,9 +209,9 @@ def _retention(env: Mapping[str, str], poll_timeout: float) -> int:
 
 
 def _auth(env: Mapping[str, str]) -> dict[str, Any]:
-    api_key = _text(env, "AKOOL_API_KEY")
-    client_id = _text(env, "AKOOL_CLIENT_ID")
-    client_secret = _text(env, "AKOOL_CLIENT_SECRET")
+    api_key = variables.text(env, "AKOOL_API_KEY")
+    client_id = variables.text(env, "AKOOL_CLIENT_ID")
+    client_secret = variables.text(env, "AKOOL_CLIENT_SECRET")
     if (client_id is None) != (client_secret is None):
         missing = "AKOOL_CLIENT_SECRET" if client_secret is None else "AKOOL_CLIENT_ID"
         raise ConfigError(
@@ -283,16 +225,18 @@ def _auth(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _poll(env: Mapping[str, str]) -> dict[str, Any]:
-    initial = _number(env, "POLL_INITIAL_SECONDS", POLL_INITIAL_SECONDS, minimum=0.05)
-    maximum = _number(env, "POLL_MAX_SECONDS", POLL_MAX_SECONDS, minimum=0.05)
+    initial = variables.number(env, "POLL_INITIAL_SECONDS", POLL_INITIAL_SECONDS, minimum=0.05)
+    maximum = variables.number(env, "POLL_MAX_SECONDS", POLL_MAX_SECONDS, minimum=0.05)
     if maximum < initial:
         raise ConfigError(f"POLL_MAX_SECONDS ({maximum:g}) must be >= POLL_INITIAL_SECONDS")
     # Countdown tasks wait unacknowledged in the worker; they must stay far below the
     # broker's visibility timeout (see worker/celery_app.py) or Redis redelivers them.
     if maximum > 900:
         raise ConfigError(f"POLL_MAX_SECONDS must be at most 900, got {maximum:g}")
-    timeout = _number(env, "POLL_TIMEOUT_SECONDS", POLL_TIMEOUT_SECONDS, minimum=1)
-    wait = _number(env, "SUBMIT_UNKNOWN_WAIT_SECONDS", SUBMIT_UNKNOWN_WAIT_SECONDS, minimum=1)
+    timeout = variables.number(env, "POLL_TIMEOUT_SECONDS", POLL_TIMEOUT_SECONDS, minimum=1)
+    wait = variables.number(
+        env, "SUBMIT_UNKNOWN_WAIT_SECONDS", SUBMIT_UNKNOWN_WAIT_SECONDS, minimum=1
+    )
     return {
         "poll_initial_seconds": initial,
         "poll_max_seconds": maximum,
@@ -301,58 +245,65 @@ def _poll(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
-    value = _text(env, name)
-    if value is not None and value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+def _download(env: Mapping[str, str]) -> dict[str, Any]:
+    """How the archive reads the result: timeouts, the rate floor and the gone grace."""
+    return {
+        "download_timeout_seconds": variables.number(
+            env, "DOWNLOAD_TIMEOUT_SECONDS", DOWNLOAD_TIMEOUT_SECONDS, minimum=0.1
+        ),
+        # 0 turns the floor off.
+        "download_min_bytes_per_second": variables.number(
+            env, "DOWNLOAD_MIN_BYTES_PER_SECOND", DOWNLOAD_MIN_BYTES_PER_SECOND, minimum=0
+        ),
+        "download_rate_window_seconds": variables.number(
+            env, "DOWNLOAD_RATE_WINDOW_SECONDS", DOWNLOAD_RATE_WINDOW_SECONDS, minimum=1
+        ),
+        "archive_gone_grace_seconds": variables.number(
+            env, "ARCHIVE_GONE_GRACE_SECONDS", ARCHIVE_GONE_GRACE_SECONDS, minimum=0
+        ),
+    }
 
 
 def _archive_storage(env: Mapping[str, str]) -> dict[str, Any]:
-    sse = _choice(env, "ARCHIVE_SSE", ARCHIVE_SSE_CHOICES)
-    kms_key = _text(env, "ARCHIVE_SSE_KMS_KEY_ID")
+    sse = variables.choice(env, "ARCHIVE_SSE", ARCHIVE_SSE_CHOICES)
+    kms_key = variables.text(env, "ARCHIVE_SSE_KMS_KEY_ID")
     if kms_key and not (sse or "").startswith("aws:kms"):
         raise ConfigError("ARCHIVE_SSE_KMS_KEY_ID needs ARCHIVE_SSE=aws:kms (or aws:kms:dsse)")
     return {
         "archive_sse": sse,
         "archive_sse_kms_key_id": kms_key,
-        "archive_storage_class": _choice(env, "ARCHIVE_STORAGE_CLASS", ARCHIVE_STORAGE_CLASSES),
+        "archive_storage_class": variables.choice(
+            env, "ARCHIVE_STORAGE_CLASS", ARCHIVE_STORAGE_CLASSES
+        ),
     }
 
 
-def _port(env: Mapping[str, str], name: str, default: int | None) -> int | None:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    port = ascii_int(raw)
-    if port is None or not 0 < port < 65536:
-        raise ConfigError(f"{name} must be a TCP port (1-65535), got {raw!r}")
-    return port
-
-
 def _web(env: Mapping[str, str]) -> dict[str, Any]:
-    webhook = _text(env, "AKOOL_WEBHOOK_URL")
-    log_format = (_text(env, "LOG_FORMAT") or "text").lower()
+    webhook = variables.text(env, "AKOOL_WEBHOOK_URL")
+    log_format = (variables.text(env, "LOG_FORMAT") or "text").lower()
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
-    user, password = _text(env, "DASHBOARD_USER"), _text(env, "DASHBOARD_PASSWORD")
+    user, password = (
+        variables.text(env, "DASHBOARD_USER"),
+        variables.text(env, "DASHBOARD_PASSWORD"),
+    )
     if (user is None) != (password is None):  # both (the dashboard is on) or neither (off)
         missing = "DASHBOARD_USER" if user is None else "DASHBOARD_PASSWORD"
         raise ConfigError(f"{missing} is not set: the dashboard needs both DASHBOARD_ settings")
     web = {
-        "akool_webhook_url": _url(env, "AKOOL_WEBHOOK_URL", None, ("http", "https"))
+        "akool_webhook_url": variables.url(env, "AKOOL_WEBHOOK_URL", None, ("http", "https"))
         if webhook
         else None,
-        "webhook_max_age_seconds": _number(
+        "webhook_max_age_seconds": variables.number(
             env, "WEBHOOK_MAX_AGE_SECONDS", WEBHOOK_MAX_AGE_SECONDS, minimum=1
         ),
         # Capped like POLL_MAX_SECONDS: countdowns stay far below the visibility timeout.
-        "webhook_poll_max_seconds": _number(
+        "webhook_poll_max_seconds": variables.number(
             env, "WEBHOOK_POLL_MAX_SECONDS", WEBHOOK_POLL_MAX_SECONDS, minimum=1
         ),
-        "port": _port(env, "PORT", WEB_DEFAULT_PORT),
+        "port": variables.port(env, "PORT", WEB_DEFAULT_PORT),
         "log_format": log_format,
-        "metrics_port": _port(env, "METRICS_PORT", None),
+        "metrics_port": variables.port(env, "METRICS_PORT", None),
         "dashboard_user": user,
         "dashboard_password": Secret(password) if password else None,
     }
@@ -365,48 +316,15 @@ def _check_webhook_poll(settings: dict[str, Any]) -> None:
         raise ConfigError("WEBHOOK_POLL_MAX_SECONDS must be at most 900")
 
 
-class _ReadNames(Mapping[str, str]):
-    """The environment, noting every name a setting looks up."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self.read: set[str] = set()
-
-    def __getitem__(self, name: str) -> str:
-        self.read.add(name)
-        return self._env[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._env)
-
-    def __len__(self) -> int:
-        return len(self._env)
-
-
-def unknown_variables(env: Mapping[str, str], known: Iterable[str]) -> list[str]:
-    """Variables with one of our prefixes that no setting reads: most likely misspelled."""
-    known = set(known)
-    return sorted(n for n in env if n.startswith(OUR_PREFIXES) and n not in known)
-
-
-def _warn_unknown(env: Mapping[str, str], known: set[str]) -> None:
-    for name in unknown_variables(env, known):
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        logger.warning(
-            "%s is set but is not a lipsync-worker setting, so it is ignored%s", name, hint
-        )
-
-
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from `env` (default: the process environment).
 
     A variable that looks like ours but is not read (`POLL_INTIAL_SECONDS`) is logged as a
     WARNING naming the setting it probably meant.
     """
-    reads = _ReadNames(os.environ if env is None else env)
+    reads = variables.ReadNames(os.environ if env is None else env)
     settings = _load(reads)
-    _warn_unknown(reads, reads.read)
+    variables.warn_unknown(reads, reads.read)
     return settings
 
 
@@ -414,25 +332,31 @@ def _load(env: Mapping[str, str]) -> Settings:
     poll = _poll(env)
     return Settings(
         **_redis(env),
-        akool_base_url=_url(env, "AKOOL_BASE_URL", AKOOL_DEFAULT_BASE_URL, ("http", "https")),
-        akool_timeout_seconds=_number(
+        akool_base_url=variables.url(
+            env, "AKOOL_BASE_URL", AKOOL_DEFAULT_BASE_URL, ("http", "https")
+        ),
+        akool_timeout_seconds=variables.number(
             env, "AKOOL_TIMEOUT_SECONDS", AKOOL_TIMEOUT_SECONDS, minimum=0.1
         ),
-        archive_bucket=_text(env, "ARCHIVE_BUCKET"),
+        archive_bucket=variables.text(env, "ARCHIVE_BUCKET"),
         archive_prefix=_prefix(env),
-        s3_endpoint_url=_url(env, "S3_ENDPOINT_URL", None, ("http", "https"))
-        if _text(env, "S3_ENDPOINT_URL")
+        s3_endpoint_url=variables.url(env, "S3_ENDPOINT_URL", None, ("http", "https"))
+        if variables.text(env, "S3_ENDPOINT_URL")
         else None,
-        archive_allowed_hosts=_hosts(env, "ARCHIVE_ALLOWED_HOSTS", ARCHIVE_DEFAULT_ALLOWED_HOSTS),
-        notify_allowed_hosts=_hosts(env, "NOTIFY_ALLOWED_HOSTS", NOTIFY_DEFAULT_ALLOWED_HOSTS),
-        archive_max_bytes=int(_number(env, "ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, minimum=1)),
-        download_timeout_seconds=_number(
-            env, "DOWNLOAD_TIMEOUT_SECONDS", DOWNLOAD_TIMEOUT_SECONDS, minimum=0.1
+        archive_allowed_hosts=variables.hosts(
+            env, "ARCHIVE_ALLOWED_HOSTS", ARCHIVE_DEFAULT_ALLOWED_HOSTS
         ),
+        notify_allowed_hosts=variables.hosts(
+            env, "NOTIFY_ALLOWED_HOSTS", NOTIFY_DEFAULT_ALLOWED_HOSTS
+        ),
+        archive_max_bytes=int(
+            variables.number(env, "ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, minimum=1)
+        ),
+        **_download(env),
         job_retention_seconds=_retention(env, poll["poll_timeout_seconds"]),
-        akool_max_rps=_number(env, "AKOOL_MAX_RPS", AKOOL_MAX_RPS, minimum=0.01),
-        stall_seconds=_number(env, "STALL_SECONDS", STALL_SECONDS, minimum=1),
-        sweep_interval_seconds=_number(
+        akool_max_rps=variables.number(env, "AKOOL_MAX_RPS", AKOOL_MAX_RPS, minimum=0.01),
+        stall_seconds=variables.number(env, "STALL_SECONDS", STALL_SECONDS, minimum=1),
+        sweep_interval_seconds=variables.number(
             env, "SWEEP_INTERVAL_SECONDS", SWEEP_INTERVAL_SECONDS, minimum=0.5
         ),
         **_archive_storage(env),

@@ -178,3 +178,19 @@ def test_ssl_cert_reqs_none_in_a_rediss_url_is_what_every_client_uses() -> None:
     with app.connection_for_write() as connection:
         assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
     assert app.backend.connparams["ssl_cert_reqs"] == ssl.CERT_NONE
+
+
+def test_the_archiver_cuts_off_downloads_under_the_configured_floor(use_settings: Any) -> None:
+    use_settings(
+        {
+            "ARCHIVE_BUCKET": "b",
+            "DOWNLOAD_MIN_BYTES_PER_SECOND": "1000",
+            "DOWNLOAD_RATE_WINDOW_SECONDS": "8",
+        }
+    )
+    deps.archiver.cache_clear()
+    try:
+        archiver = deps.archiver()
+        assert (archiver._min_rate, archiver._rate_window) == (1000.0, 8.0)
+    finally:
+        deps.archiver.cache_clear()

@@ -18,6 +18,7 @@ CLIENT_SECRET = "cs-Xw7distinctClientSecret"
 REDIS_PASSWORD = "hunter2"
 
 NUMERIC_VARS = (
+    "DOWNLOAD_RATE_WINDOW_SECONDS",
     "POLL_INITIAL_SECONDS",
     "POLL_MAX_SECONDS",
     "POLL_TIMEOUT_SECONDS",
@@ -470,3 +471,19 @@ def test_a_question_mark_in_an_unencoded_password_is_refused_without_echoing_any
     error = str(load_error({"REDIS_URL": f"rediss://user:{head}?{tail}@cache:6380/0"}))
     assert "REDIS_URL" in error
     assert head not in error and tail not in error
+
+
+def test_the_gone_grace_and_the_download_floor_are_read_in_their_units() -> None:
+    settings = load_settings(
+        {
+            "ARCHIVE_GONE_GRACE_SECONDS": "120",
+            "DOWNLOAD_MIN_BYTES_PER_SECOND": "0",
+            "DOWNLOAD_RATE_WINDOW_SECONDS": "30",
+        }
+    )
+    assert settings.archive_gone_grace_seconds == 120.0
+    assert settings.download_min_bytes_per_second == 0.0  # the floor off
+    assert settings.download_rate_window_seconds == 30.0
+    assert Settings().archive_gone_grace_seconds == 3600.0
+    with pytest.raises(ConfigError, match="DOWNLOAD_RATE_WINDOW_SECONDS"):
+        load_settings({"DOWNLOAD_RATE_WINDOW_SECONDS": "0.5"})
