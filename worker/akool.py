@@ -1,7 +1,7 @@
 """Akool's lip-sync API: one session, a timeout on every call, every answer typed.
 
 All `requests` errors are translated here into `worker.errors`; nothing else in the package
-talks HTTP to Akool. Business codes are mapped as documented in shared/akool/API.md.
+talks HTTP to Akool. Business codes are mapped as Akool's API documentation lists them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import requests
 
 from worker.errors import (
     AkoolAuthError,
+    AkoolBusy,
+    AkoolDoneWithoutUrl,
     AkoolError,
     AkoolPermanentError,
     AkoolRateLimited,
@@ -27,6 +29,7 @@ from worker.errors import (
 )
 from worker.ratelimit import RequestBudget
 from worker.settings import AKOOL_CONNECT_TIMEOUT_SECONDS, AKOOL_TIMEOUT_SECONDS, Secret
+from worker.untrusted import http_url
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ STATUS_PATH = "/api/open/v3/content/video/infobymodelid"
 
 CODE_OK = 1000
 CODE_TOKEN_INVALID = 1101
+# "The content you get does not exist": about an id Akool gave us, not proof by one answer.
+CODE_NOT_FOUND = 1008
 # Akool says "try again later" for these; repeating the request is safe and may succeed.
 TRANSIENT_CODES = {
     1005: "Akool is rate limiting: requests are being made too frequently (code 1005)",
@@ -106,6 +111,8 @@ class AkoolStatus:
 
 def error_for_code(code: int, msg: str, *, url: str | None = None) -> AkoolError:
     """The typed error for a non-1000 business code (unknown codes are permanent)."""
+    if code == CODE_TOO_FREQUENT:
+        return AkoolBusy(TRANSIENT_CODES[code], code=code, url=url)
     if code in TRANSIENT_CODES:
         return AkoolTransientError(TRANSIENT_CODES[code], code=code, url=url)
     if code in AUTH_CODES:
@@ -364,7 +371,14 @@ def parse_envelope(
 
     `retry_after` (from Akool's Retry-After header) is carried by the error of a 429 or 5xx.
     """
-    if http_status == 429 or http_status >= 500:
+    if http_status == HTTP_TOO_MANY_REQUESTS:
+        raise AkoolBusy(
+            f"Akool answered HTTP {http_status}",
+            status=http_status,
+            url=url,
+            retry_after=retry_after,
+        )
+    if http_status >= 500:
         raise AkoolTransientError(
             f"Akool answered HTTP {http_status}",
             status=http_status,
@@ -401,6 +415,16 @@ def _require_id(data: Any, url: str) -> str:
     return akool_id
 
 
+def _unusable(video: Any) -> str:
+    """Why a completed answer's `video` is no URL, naming only its type (the text came from
+    the network)."""
+    if video is None:
+        return "missing"
+    if isinstance(video, str) and not video.strip():
+        return "empty"
+    return f"a {type(video).__name__} that is not an http(s) URL with a host"
+
+
 def parse_status(akool_id: str, data: Any, url: str) -> AkoolStatus:
     """Turn a poll's `data` into an AkoolStatus; a malformed one is transient."""
     status = data.get("video_status") if isinstance(data, Mapping) else None
@@ -411,9 +435,11 @@ def parse_status(akool_id: str, data: Any, url: str) -> AkoolStatus:
             f"Akool's status answer had no valid video_status ({status!r:.40})", url=url
         )
     video = data.get("video") if isinstance(data, Mapping) else None
-    video_url = video if isinstance(video, str) and video.strip() else None
+    video_url = http_url(video)
     if status == STATUS_COMPLETED and video_url is None:
-        raise AkoolTransientError(
-            "Akool reports the job completed but gives no video URL yet", url=url
+        raise AkoolDoneWithoutUrl(
+            f"Akool reports the job completed but gives no usable video URL (its video is "
+            f"{_unusable(video)})",
+            url=url,
         )
     return AkoolStatus(akool_id=akool_id, status=status, video_url=video_url)

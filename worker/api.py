@@ -15,18 +15,12 @@ from worker.jobs import Job, JobStore, new_job_id
 from worker.notify import encode_on_complete
 from worker.sweeper import QUEUED_STALL_SECONDS
 from worker.tasks import pipeline_signature
+from worker.untrusted import MAX_URL_CHARS, unsafe_char
 
 logger = logging.getLogger(__name__)
 
-# Longer URLs are refused: they are stored in every job record and sent on to Akool.
-MAX_URL_CHARS = 8192
 # At most this much of a refused value is quoted back in the error.
 ECHO_CHARS = 200
-
-
-def _is_unsafe_char(char: str) -> bool:
-    """True for whitespace of any kind and for control characters (C0, DEL, C1)."""
-    return char.isspace() or char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _quoted(url: str) -> str:
@@ -60,7 +54,7 @@ def check_url(name: str, url: str) -> None:
         raise ValueError(
             f"{name} is {len(url)} characters long; at most {MAX_URL_CHARS} are allowed"
         )
-    if any(_is_unsafe_char(c) for c in url):
+    if any(unsafe_char(c) for c in url):
         raise ValueError(
             f"{name} must not contain whitespace or control characters: {_quoted(url)}"
         )

@@ -1,13 +1,14 @@
 """Akool's callbacks: verify one, refuse replays, and act on what it says.
 
 Akool POSTs `{"signature", "dataEncrypt", "timestamp", "nonce"}` to the `webhookUrl` of a
-job (shared/akool/API.md). The signature is a plain SHA-1 over the sorted fields and the
-client id (worker/webhook_crypto.py), so it proves little by itself; the payload is AES-CBC
-encrypted with the client secret. A callback is accepted only when its signature matches
-(compared in constant time), its timestamp is within WEBHOOK_MAX_AGE_SECONDS of now, neither
-its (nonce, timestamp) pair nor its payload was seen before (both remembered in Redis) and its
-payload decrypts to a JSON object. Remembering the payload matters because anyone who knows
-the client id can sign a captured payload again with a fresh nonce and timestamp.
+job, as its API documentation describes. The signature is a plain SHA-1 over the sorted
+fields and the client id (worker/webhook_crypto.py), so it proves little by itself; the
+payload is AES-CBC encrypted with the client secret. A callback is accepted only when its
+signature matches (compared in constant time), its timestamp is within
+WEBHOOK_MAX_AGE_SECONDS of now, neither its (nonce, timestamp) pair nor its payload was seen
+before (both remembered in Redis) and its payload decrypts to a JSON object. Remembering
+the payload matters because anyone who knows the client id can sign a captured payload
+again with a fresh nonce and timestamp.
 
 A body that is not a well-formed callback is refused 400, without a traceback: only a failure
 of our own (Redis down, a bug) escapes as an exception, which the web process answers 503 so
@@ -15,8 +16,9 @@ that Akool retries. Numbers are read as ASCII decimal only (`ascii_int`), and ca
 text is escaped before it is logged (`escape_controls`).
 
 What an accepted callback does is small and fast; the work stays on the queue:
-- status 3: the job's result URL is recorded (`archiving`) and the archive is enqueued,
-  unless the poll loop got there first (`JobStore.claim_archive`). The poll loop stops.
+- status 3 with a usable http(s) URL: the job's result URL is recorded (`archiving`) and the
+  archive is enqueued, unless the poll loop got there first (`JobStore.claim_archive`). The
+  poll loop stops. Without a usable URL, polling finds it.
 - status 4: the job fails, as it would on a poll answering 4.
 - status 2 (and anything else): logged.
 Polling stays on as the safety net for a callback that never comes, at the longer interval
@@ -46,7 +48,7 @@ from typing import Any, Protocol
 
 import redis
 
-from worker import keys, messages
+from worker import keys, messages, proof
 from worker.errors import WebhookRejected
 from worker.jobs import Job, JobStore
 from worker.reconcile import (
@@ -59,7 +61,7 @@ from worker.reconcile import (
 )
 from worker.settings import Settings
 from worker.status import JobStatus
-from worker.untrusted import ascii_int, escape_controls
+from worker.untrusted import ascii_int, escape_controls, http_url
 from worker.webhook_crypto import cipher_for, decrypt_payload, sign
 
 logger = logging.getLogger(__name__)
@@ -175,13 +177,13 @@ def parse_callback(payload: Mapping[str, Any]) -> Callback:
     status = payload.get("status")
     if isinstance(status, bool) or not isinstance(status, int):
         raise WebhookRejected("the callback's payload has no status", http_status=400)
-    url = payload.get("url")
     kind = payload.get("type")
     return Callback(
         akool_id=_short_text(payload.get("_id"), "_id"),
         status=status,
         type=kind if isinstance(kind, str) and kind else "lipsync",
-        url=url if isinstance(url, str) and url else None,
+        # Only a usable http(s) URL: "null" or a path is no result to archive.
+        url=http_url(payload.get("url")),
     )
 
 
@@ -297,6 +299,7 @@ class CallbackHandler:
             result_url=callback.url,
             completed_ts=now,
             poll_owner=WEBHOOK_POLL_OWNER,
+            **proof.cleared(job),
         )
         if self._store.claim_archive(job_id):
             self._enqueue_archive(job_id)

@@ -93,14 +93,14 @@ def _job_rows(args: argparse.Namespace) -> list[Job]:
 
 def format_table(jobs: list[Job]) -> str:
     """Jobs as an aligned text table, one row each."""
-    header = ("JOB", "STATUS", "CREATED", "AKOOL DELETES", "ARCHIVE / ERROR")
+    header = ("JOB", "STATUS", "CREATED", "AKOOL DELETES", "ARCHIVE / ERROR / WAIT")
     rows = [header] + [
         (
             j.id,
             j.status,
             j.created_at.strftime("%Y-%m-%d %H:%M"),
             j.expires_at.strftime("%Y-%m-%d %H:%M") if j.expires_at else "-",
-            (j.archive_uri or j.error or "")[:80],
+            (j.archive_uri or j.error or (f"waiting: {j.waiting}" if j.waiting else ""))[:80],
         )
         for j in jobs
     ]

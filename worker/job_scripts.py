@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import string
 
-from worker.status import JobStatus
+from worker.status import WAIT_FAMILIES, JobStatus, Wait
 
 _FINAL = {"archived": JobStatus.ARCHIVED.value, "failed": JobStatus.FAILED.value}
+# Among a moving script's KEYS, from WAIT_KEYS_FROM on: the sorted set of each family of
+# waits (in WAIT_FAMILIES order), then their counts (worker/jobs.py passes them so).
+WAIT_KEYS_FROM = 7
+# Each kind of wait (worker/status.py `Wait`) as the number of its family's set, for Lua.
+_WAIT_SETS = ", ".join(f"{kind.value} = {WAIT_FAMILIES.index(kind.family) + 1}" for kind in Wait)
+_FAMILIES = ", ".join(f"'{family}'" for family in WAIT_FAMILIES)
 
 # Lua helpers for the scripts that move a job (`$helpers` at a script's top). The per-status
 # counts (worker/keys.py METRICS_JOBS_BY_STATUS) change only here and at create, so a scrape
@@ -43,7 +49,27 @@ local function track_unarchived(record, set, id)
     redis.call('ZREM', set, id)
   end
 end
-""").substitute(_FINAL)
+-- Keeps the job in the waiting set of the family of what it waits on (scored by since when
+-- it waits) and in no other, a final job in none, and the counts by family in step. The sets
+-- are KEYS from $wait_keys_from on, their counts the KEYS after them.
+local WAIT_SET = {$wait_sets}
+local WAIT_FAMILY = {$families}
+local function keep_waiting(record, id)
+  local f = redis.call('HMGET', record, 'status', 'wait_on', 'wait_since_ts')
+  local final = f[1] == '$archived' or f[1] == '$failed'
+  local want = nil
+  if not final and tonumber(f[3]) then want = WAIT_SET[f[2]] end
+  local counts = KEYS[$wait_keys_from + #WAIT_FAMILY]
+  for i, family in ipairs(WAIT_FAMILY) do
+    local set = KEYS[$wait_keys_from + i - 1]
+    if i == want then
+      if redis.call('ZADD', set, f[3], id) == 1 then redis.call('HINCRBY', counts, family, 1) end
+    elseif redis.call('ZREM', set, id) == 1 then
+      redis.call('HINCRBY', counts, family, -1)
+    end
+  end
+end
+""").substitute(_FINAL, wait_sets=_WAIT_SETS, families=_FAMILIES, wait_keys_from=WAIT_KEYS_FROM)
 
 
 def _lua(script: str) -> str:
@@ -51,13 +77,15 @@ def _lua(script: str) -> str:
     return string.Template(script).substitute(
         whole="redis.call('HEXISTS', KEYS[1], 'status') == 1",
         helpers=_HELPERS,
+        wait_keys_from=WAIT_KEYS_FROM,
         **_FINAL,
     )
 
 
 # Sets fields unless the job is in a final state, and keeps the due, expiry and outbox sets,
-# the counts by status and the unarchived set in step. KEYS: job hash, due set, expiry set,
-# outbox, counts by status, unarchived set. ARGV: ttl seconds, job id, due time
+# the counts by status, the unarchived set and the waiting sets in step. KEYS: job hash, due
+# set, expiry set, outbox, counts by status, unarchived set, then the waiting sets and their
+# counts (see WAIT_KEYS_FROM). ARGV: ttl seconds, job id, due time
 # ('' = unchanged), now, then field/value pairs. Returns 1 when written, 0 when the job is
 # final (so a duplicated final write counts nothing twice), -1 when the record is not whole.
 # The write that makes a job final with someone to tell also puts it in the outbox, in the
@@ -67,11 +95,17 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status == '$archived' or status == '$failed' then return 0 end
 --on-write--
 local before = status
-for i = --first--, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local waits = false
+for i = --first--, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i] == 'wait_on' then waits = true end
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 status = redis.call('HGET', KEYS[1], 'status')
 count_move(KEYS[5], before, status)
 track_unarchived(KEYS[1], KEYS[6], ARGV[2])
+local ended = status == '$archived' or status == '$failed'
+if waits or ended then keep_waiting(KEYS[1], ARGV[2]) end
 local expires = redis.call('HGET', KEYS[1], 'expires_ts')
 local result = redis.call('HGET', KEYS[1], 'result_url')
 if status == '$archived' or status == '$failed' then
@@ -125,24 +159,6 @@ redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
 return 1
 """)
 
-# Counts a poll that got no answer (a timeout, a 5xx) and logs it in `poll_log`
-# (records.POLL_LOG_ENTRIES kept) with the status Akool gave last; an answered poll is
-# recorded by RECORD_POLL. KEYS: job hash. ARGV: now, entries kept. Returns the new count,
-# or -1.
-COUNT_POLL = _lua("""
-if not ($whole) then return -1 end
-local f = redis.call('HMGET', KEYS[1], 'poll_log', 'created_ts')
-local log = f[1] or ''
-local last = string.match(log, ':([^,]*)$$') or ''
-local offset = math.max(0, math.floor(tonumber(ARGV[1]) - (tonumber(f[2]) or 0)))
-local entry = string.format('%d:%s', offset, last)
-if log == '' then log = entry else log = log .. ',' .. entry end
-local _, commas = string.gsub(log, ',', ',')
-for _ = tonumber(ARGV[2]), commas do log = string.sub(log, string.find(log, ',', 1, true) + 1) end
-redis.call('HSET', KEYS[1], 'poll_log', log)
-return redis.call('HINCRBY', KEYS[1], 'polls', 1)
-""")
-
 # Takes the poll loop for a task id: the first loop to run (or the one the sweeper names)
 # owns the job; a duplicated loop finds another owner and stops. KEYS[1] job hash,
 # ARGV[1] task id. Returns the record (HGETALL) when this task owns the polling, so the
@@ -158,16 +174,19 @@ end
 return redis.call('HGETALL', KEYS[1])
 """)
 
-# Records one answered poll in one round trip: counts it, logs its time and Akool's status
-# in `poll_log` (records.POLL_LOG_ENTRIES kept), and writes what changed with the next due
-# time, as UPDATE_UNLESS_FINAL does. KEYS: as UPDATE_UNLESS_FINAL. ARGV: ttl seconds, job
-# id, due ('' = unchanged), now, entries kept, Akool's status, then field/value pairs.
+# Records one poll in one round trip: counts it, logs its time and Akool's status in
+# `poll_log` (records.POLL_LOG_ENTRIES kept; a poll that got no status is logged with the
+# one Akool gave last), and writes what changed with the next due time, as
+# UPDATE_UNLESS_FINAL does. KEYS: as UPDATE_UNLESS_FINAL. ARGV: ttl seconds, job id, due
+# ('' = unchanged), now, entries kept, Akool's status ('' = none), then field/value pairs.
 # Returns 1, 0 when the job is final (nothing counted), or -1.
 _LOG_POLL = """
 local f = redis.call('HMGET', KEYS[1], 'poll_log', 'created_ts')
 local log = f[1] or ''
+local said = ARGV[6]
+if said == '' then said = string.match(log, ':([^,]*)$$') or '' end
 local offset = math.max(0, math.floor(tonumber(ARGV[4]) - (tonumber(f[2]) or 0)))
-local entry = string.format('%d:%s', offset, ARGV[6])
+local entry = string.format('%d:%s', offset, said)
 if log == '' then log = entry else log = log .. ',' .. entry end
 local _, commas = string.gsub(log, ',', ',')
 for _ = tonumber(ARGV[5]), commas do log = string.sub(log, string.find(log, ',', 1, true) + 1) end
@@ -175,10 +194,36 @@ redis.call('HSET', KEYS[1], 'poll_log', log)
 redis.call('HINCRBY', KEYS[1], 'polls', 1)"""
 RECORD_POLL = _lua("$helpers\nif not ($whole) then return -1 end" + _update(7, _LOG_POLL))
 
-# Takes the job's one submit claim. KEYS: job hash. ARGV: now. 1 taken, 0 already, -1.
+# Takes the job's one submit claim for one step run. KEYS: job hash. ARGV: now, the run's
+# token. 1 taken, 0 when any run holds it (this one too), -1 when the record is not whole.
 CLAIM_SUBMIT = _lua("""
 if not ($whole) then return -1 end
-return redis.call('HSETNX', KEYS[1], 'submit_claimed_ts', ARGV[1])
+if redis.call('HEXISTS', KEYS[1], 'submit_claimed_ts') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'submit_claimed_ts', ARGV[1], 'submit_claim', ARGV[2])
+return 1
+""")
+
+# Gives the submit claim back, only to the run that took it (its token): a run that never
+# took it, or whose claim another run took since, changes nothing. KEYS: job hash. ARGV:
+# the token. 1 given back, 0 not this run's.
+RELEASE_SUBMIT = """
+if redis.call('HGET', KEYS[1], 'submit_claim') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'submit_claimed_ts', 'submit_claim')
+return 1
+"""
+
+# Forgets a job whose record is gone (expired, or unreadable): out of the due set and of
+# any waiting set, its family's count taken down. KEYS: the job hash (not read), then as
+# UPDATE_UNLESS_FINAL. ARGV: job id.
+FORGET = _lua("""
+$helpers
+redis.call('ZREM', KEYS[2], ARGV[1])
+for i, family in ipairs(WAIT_FAMILY) do
+  if redis.call('ZREM', KEYS[$wait_keys_from + i - 1], ARGV[1]) == 1 then
+    redis.call('HINCRBY', KEYS[$wait_keys_from + #WAIT_FAMILY], family, -1)
+  end
+end
+return 1
 """)
 
 # Sets bookkeeping fields on a whole record, final or not, without touching its TTL (the
@@ -190,19 +235,25 @@ return 1
 """)
 
 # Re-opens a failed job for an operator's retry: the one write that may change a final job.
-# Its notification is forgotten with its failure, so the next ending is announced anew.
-# KEYS: job hash, due set, expiry set, outbox, counts by status, unarchived set. ARGV: job
-# id, status, due, now, new poll deadline ('' keeps it). Returns 1 when re-opened, 0 when the
-# job is not failed (any more).
+# Its notification is forgotten with its failure, so the next ending is announced anew, and
+# so is its last wait. With a fresh URL asked for, the result URL is forgotten too (polling
+# asks Akool again) with the archive's one-time start. KEYS: as UPDATE_UNLESS_FINAL, then
+# the archive's start marker. ARGV: job id, status, due, now, new poll deadline ('' keeps
+# it), '1' to ask for a fresh URL. Returns 1 when re-opened, 0 when the job is not failed
+# (any more).
 REOPEN_FAILED = _lua("""
 $helpers
 if redis.call('HGET', KEYS[1], 'status') ~= '$failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', '', 'updated_ts', ARGV[4],
            'redrives', '0')
+if ARGV[6] == '1' then
+  redis.call('HDEL', KEYS[1], 'result_url')
+  redis.call('DEL', KEYS[#KEYS])
+end
 count_move(KEYS[5], '$failed', ARGV[2])
 track_unarchived(KEYS[1], KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[1], 'notified_ts', 'notify_error', 'on_complete_sent_ts',
-           'notify_owner')
+           'notify_owner', 'wait_on', 'wait_since_ts', 'wait_tries', 'wait_detail')
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'poll_deadline_ts', ARGV[5]) end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])

@@ -35,7 +35,7 @@ from worker.records import (
     new_job_id,
     translated,
 )
-from worker.status import JobStatus
+from worker.status import WAIT_FAMILIES, JobStatus
 
 __all__ = ["Job", "JobStore", "is_job_id", "new_job_id"]
 
@@ -48,14 +48,19 @@ logger = logging.getLogger(__name__)
 
 
 # The sets and counts a status change keeps in step, after the job's own hash (the KEYS of
-# UPDATE_UNLESS_FINAL and REOPEN_FAILED).
+# UPDATE_UNLESS_FINAL and REOPEN_FAILED): the waiting sets and their counts last, in
+# job_scripts' order (from its WAIT_KEYS_FROM).
 _MOVE_KEYS = (
     keys.DUE,
     keys.EXPIRY,
     keys.OUTBOX,
     keys.METRICS_JOBS_BY_STATUS,
     keys.UNARCHIVED,
+    *(keys.waiting(family) for family in WAIT_FAMILIES),
+    keys.METRICS_WAITING,
 )
+# KEYS[1] is the job's hash: the first waiting set is KEYS[WAIT_KEYS_FROM] in the scripts.
+assert _MOVE_KEYS.index(keys.waiting(WAIT_FAMILIES[0])) + 2 == job_scripts.WAIT_KEYS_FROM
 
 
 def new_webhook_token() -> str:
@@ -85,10 +90,11 @@ class JobStore:
         self._update = script(job_scripts.UPDATE_UNLESS_FINAL)
         self._update_unnamed = script(job_scripts.UPDATE_WITHOUT_AKOOL_ID)
         self._heartbeat = script(job_scripts.HEARTBEAT)
-        self._count_poll = script(job_scripts.COUNT_POLL)
         self._own_poll = script(job_scripts.OWN_POLL)
         self._record_poll = script(job_scripts.RECORD_POLL)
         self._claim_submit = script(job_scripts.CLAIM_SUBMIT)
+        self._release_submit = script(job_scripts.RELEASE_SUBMIT)
+        self._forget = script(job_scripts.FORGET)
         self._reopen = script(job_scripts.REOPEN_FAILED)
         # Jobs whose end is still to be told to the application.
         self.outbox = Outbox(client)
@@ -220,14 +226,21 @@ class JobStore:
 
     @translated
     def reopen(
-        self, job_id: str, status: JobStatus, *, due: float, poll_deadline: float | None = None
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        due: float,
+        poll_deadline: float | None = None,
+        fresh_url: bool = False,
     ) -> bool:
-        """Make a failed job unfinished again at `status`, its error and its notification
-        cleared and back in the due set (a new poll deadline when given); False when it is
-        not failed (any more)."""
-        names = [self._key(job_id), *_MOVE_KEYS]
+        """Make a failed job unfinished again at `status`, its error, its notification and
+        its last wait cleared and back in the due set (a new poll deadline when given; with
+        `fresh_url`, its result URL forgotten so that polling asks Akool for a new one);
+        False when it is not failed (any more)."""
+        names = [self._key(job_id), *_MOVE_KEYS, keys.archive_claim(job_id)]
         deadline = "" if poll_deadline is None else repr(poll_deadline)
-        args = [job_id, status, repr(due), repr(time.time()), deadline]
+        args = [job_id, status, repr(due), repr(time.time()), deadline, "1" if fresh_url else ""]
         return bool(self._reopen(keys=names, args=args))
 
     @translated
@@ -247,28 +260,30 @@ class JobStore:
 
     @translated
     def record_poll(
-        self, job_id: str, akool_status: int, *, due: float | None = None, **values: Any
+        self, job_id: str, akool_status: int | None, *, due: float | None = None, **values: Any
     ) -> bool:
-        """Count an answered poll, log it with Akool's `akool_status`, and write `values`
-        and `due` (as `update` does), in one round trip; False when the job is final."""
+        """Count a poll, log it with Akool's `akool_status` (None: it got none, the status
+        Akool gave last is logged), and write `values` and `due` (as `update` does), in one
+        round trip; False when the job is final."""
         names, args = self._move(job_id, due, values)
-        args[4:4] = [POLL_LOG_ENTRIES, akool_status]
+        args[4:4] = [POLL_LOG_ENTRIES, "" if akool_status is None else akool_status]
         return _whole(self._record_poll(keys=names, args=args), job_id) == 1
 
     @translated
-    def claim_submit(self, job_id: str) -> bool:
-        """Take the one right to send this job's submit to Akool; False if already taken.
+    def claim_submit(self, job_id: str, token: str) -> bool:
+        """Take the one right to send this job's submit to Akool for the step run holding
+        `token`; False when any run holds it (only the run that took it gives it back).
 
         With `claim_replicas`, the claim must also reach that many of the master's connected
         replicas (Redis WAIT) before it counts; otherwise it is given back and
         StoreUnavailable says try later.
         """
-        answer = self._claim_submit(keys=[self._key(job_id)], args=[repr(time.time())])
+        answer = self._claim_submit(keys=[self._key(job_id)], args=[repr(time.time()), token])
         if _whole(answer, job_id) != 1:
             return False
         wanted = min(self._claim_replicas, self._connected_replicas())
         if wanted and self._redis.wait(wanted, CLAIM_REPLICATION_TIMEOUT_MS) < wanted:
-            self._redis.hdel(self._key(job_id), "submit_claimed_ts")
+            self.release_submit(job_id, token)
             raise StoreUnavailable("the submit claim did not reach a Redis replica in time")
         return True
 
@@ -280,16 +295,10 @@ class JobStore:
         return int(self._redis.info("replication").get("connected_slaves", 0))
 
     @translated
-    def release_submit(self, job_id: str) -> None:
-        """Give the right back after a submit that certainly did not reach Akool."""
-        self._redis.hdel(self._key(job_id), "submit_claimed_ts")
-
-    @translated
-    def count_poll(self, job_id: str) -> int:
-        """Count one more poll of Akool for this job, and log its time in `poll_log`;
-        KeyError when the record is gone."""
-        args = [repr(time.time()), POLL_LOG_ENTRIES]
-        return _whole(self._count_poll(keys=[self._key(job_id)], args=args), job_id)
+    def release_submit(self, job_id: str, token: str) -> bool:
+        """Give the right back after a submit that certainly did not reach Akool, if the
+        step run holding `token` took it; False (nothing changed) otherwise."""
+        return bool(self._release_submit(keys=[self._key(job_id)], args=[token]))
 
     @translated
     def overdue(self, now: float, limit: int = 500) -> list[str]:
@@ -299,8 +308,9 @@ class JobStore:
 
     @translated
     def forget_due(self, job_id: str) -> None:
-        """Drop a job from the due set (its record expired or it is final)."""
-        self._redis.zrem(keys.DUE, job_id)
+        """Drop a job from the due set and from any waiting set (its record expired, is
+        unreadable, or it is final)."""
+        self._forget(keys=[self._key(job_id), *_MOVE_KEYS], args=[job_id])
 
     @translated
     def expiring(self, before: float, limit: int = 1000) -> list[str]:

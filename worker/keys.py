@@ -45,6 +45,11 @@ METRICS_CORRUPT = PREFIX + "metrics:corrupt_records"
 # Jobs by status (a hash: status -> count), kept by the scripts that create and move jobs,
 # so a scrape reads one hash instead of every record.
 METRICS_JOBS_BY_STATUS = PREFIX + "metrics:jobs_by_status"
+# Jobs waiting while a fault passes, one sorted set per family of waits (worker/status.py
+# WAIT_FAMILIES), by since when they wait, and their counts by family (a hash), kept by the
+# scripts that write waits: the metrics read the counts and the oldest of each set.
+WAITING_PREFIX = PREFIX + "waiting:"
+METRICS_WAITING = PREFIX + "metrics:waiting"
 # Jobs Akool finished whose video is not archived yet, by when Akool finished them (a
 # sorted set, kept by the same scripts): its head is the oldest unarchived finished video.
 UNARCHIVED = PREFIX + "unarchived"
@@ -73,6 +78,11 @@ def webhook_nonce(nonce: str, timestamp: int) -> str:
 def webhook_payload(digest: str) -> str:
     """The marker of an accepted callback's payload, by its sha256 hex digest."""
     return WEBHOOK_PAYLOAD_PREFIX + digest
+
+
+def waiting(family: str) -> str:
+    """The sorted set of jobs waiting on a `family` of faults (akool, file, ...)."""
+    return WAITING_PREFIX + family
 
 
 def lock(name: str) -> str:

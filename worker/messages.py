@@ -1,4 +1,5 @@
-"""The sentences a user reads on a failed job (`job.error`), decided in one place.
+"""The sentences a user reads on a failed job (`job.error`) and on a waiting one
+(`job.waiting`), decided in one place.
 
 Errors raised by the Akool client and the archiver carry their own sentence (code tables in
 worker/akool.py, S3 and download failures in worker/archive.py); this module words what the
@@ -7,7 +8,18 @@ pipeline itself concludes, and how any error becomes the job's error.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from worker.errors import LipsyncError
+
+# A waiting job's sentence by what it waits on (worker/status.py `Wait`): {detail} is our
+# sentence for the last answer, {since} when the wait began, {tries} how many tries met it.
+_WAITING = {
+    "akool": "Akool unreachable since {since}: {detail}; tried {tries}",
+    "akool_gone": "{detail}, about the id it gave; asked {tries} since {since}",
+    "akool_url": "{detail}; asked {tries} since {since}",
+}
+_WAITING_ON_ARCHIVE = "{detail}; tried {tries} since {since}"
 
 SUBMIT_UNKNOWN = (
     "a submit for this job was sent to Akool but its answer was never recorded (the worker "
@@ -39,6 +51,39 @@ def poll_timeout(waited_seconds: float, detail: str) -> str:
     return (
         f"Akool had not finished the job after {waited_seconds:.0f} s "
         f"(POLL_TIMEOUT_SECONDS); {detail}"
+    )
+
+
+def waiting(kind: str, since: datetime, tries: int, detail: str) -> str:
+    """What a job that waits while a fault passes says it waits on (`Job.waiting`)."""
+    template = _WAITING.get(kind, _WAITING_ON_ARCHIVE)
+    times = f"{tries} time{'' if tries == 1 else 's'}"
+    when = since.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return template.format(since=when, tries=times, detail=detail or "no answer")
+
+
+def gone_for_good(detail: str, tries: int, lasted: float, grace: float) -> str:
+    """A gone answer on every try for the grace: the proof the job fails with."""
+    return (
+        f"the result video is gone: {detail} on all {tries} tries over {lasted:.0f} s "
+        f"(ARCHIVE_GONE_GRACE_SECONDS is {grace:g})"
+    )
+
+
+def silent_for_good(detail: str, lasted: float) -> str:
+    """No usable answer from Akool for longer than it keeps a finished video."""
+    return (
+        f"Akool gave no usable answer for {lasted / 86400:.1f} days (the last: {detail}), "
+        "longer than it keeps a finished video (7 days) plus ARCHIVE_GONE_GRACE_SECONDS: "
+        "the video is gone"
+    )
+
+
+def expired_before_archived(error: BaseException) -> str:
+    """The archive kept failing until the video's expires_at passed."""
+    return (
+        "Akool deleted the video (its expires_at passed) before it could be archived; the "
+        f"last try: {failure(error)}"
     )
 
 

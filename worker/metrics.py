@@ -11,7 +11,9 @@ counts by status and the set of unarchived finished videos are kept by the Lua s
 move jobs (worker/job_scripts.py), and everything is read in one pipelined round trip
 (SCRAPE_COMMANDS commands), then EXISTS on the record at the head of the unarchived set; a
 dead head (its record expired) costs a ZREM and a ZRANGE more, at most UNARCHIVED_PROBES
-times a scrape.
+times a scrape. The jobs waiting while a fault passes are counted by family and kept in a
+sorted set each by the same scripts, so their counts and oldest waits are in that pipeline
+(`lipsync_jobs_waiting`, `lipsync_jobs_waiting_oldest_seconds`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from prometheus_client.core import (
 
 from worker import job_scripts, keys
 from worker.names import QUEUES
-from worker.status import JobStatus
+from worker.status import WAIT_FAMILIES, JobStatus
 from worker.sweeper import AT_RISK_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -45,8 +47,9 @@ COUNTED_SINCE_FIELD = b"counted_since"
 # Dead heads of the unarchived set (records expired) a scrape drops before giving up.
 UNARCHIVED_PROBES = 3
 # Commands in a scrape's one pipeline: 4 hashes, the corrupt counter, the at-risk count, the
-# unarchived head, the request budget's rate (a small hash) and one LLEN per queue.
-SCRAPE_COMMANDS = 8 + len(QUEUES)
+# unarchived head, the request budget's rate (a small hash), one LLEN per queue, the counts
+# of waiting jobs (a hash) and the head of each family's waiting set.
+SCRAPE_COMMANDS = 9 + len(QUEUES) + len(WAIT_FAMILIES)
 # A poll loop waits on its countdown in these statuses (one loop per job).
 POLLING_STATUSES = (JobStatus.SUBMITTED, JobStatus.PROCESSING)
 
@@ -104,6 +107,8 @@ class Snapshot:
     queues: dict[str, int]
     # The fleet's adaptive Akool request rate (None before the first call to Akool).
     budget_rps: float | None = None
+    # Jobs waiting while a fault passes, by kind: how many, and since when the oldest waits.
+    waiting: dict[str, tuple[int, float | None]] | None = None
 
 
 class FleetCollector:
@@ -127,6 +132,7 @@ class FleetCollector:
         yield _corrupt(snapshot.corrupt)
         if snapshot.budget_rps is not None:
             yield _budget_rps(snapshot.budget_rps)
+        yield from _waiting(snapshot.waiting or {}, time.time())
 
     def read(self, now: float) -> Snapshot:
         """Everything a scrape shows, in one pipelined round trip (plus, once per Redis, the
@@ -141,9 +147,13 @@ class FleetCollector:
         pipe.zcount(keys.EXPIRY, "-inf", now + AT_RISK_SECONDS)
         pipe.zrange(keys.UNARCHIVED, 0, 0, withscores=True)
         pipe.hgetall(keys.AKOOL_BUDGET_RATE)
+        pipe.hgetall(keys.METRICS_WAITING)
+        for family in WAIT_FAMILIES:
+            pipe.zrange(keys.waiting(family), 0, 0, withscores=True)
         for queue in QUEUES:
             pipe.llen(queue)
-        counts, calls, archive, lag, corrupt, at_risk, head, rps, *lengths = pipe.execute()
+        counts, calls, archive, lag, corrupt, at_risk, head, rps, waits, *rest = pipe.execute()
+        oldest, lengths = rest[: len(WAIT_FAMILIES)], rest[len(WAIT_FAMILIES) :]
         if COUNTED_SINCE_FIELD not in counts:
             counts, head = self._count_existing_jobs(now)
         return Snapshot(
@@ -156,6 +166,7 @@ class FleetCollector:
             oldest_unarchived_age=self._oldest_unarchived_age(head, now),
             queues=dict(zip(QUEUES, (int(n) for n in lengths), strict=True)),
             budget_rps=_number(rps.get(b"rps")),
+            waiting=_waiting_counts(waits, oldest),
         )
 
     def _count_existing_jobs(self, now: float) -> tuple[dict[bytes, bytes], Any]:
@@ -293,6 +304,38 @@ def _budget_rps(rps: float) -> Metric:
         "The fleet's Akool request rate now: cut on 1005/429, climbing back to AKOOL_MAX_RPS",
         value=rps,
     )
+
+
+def _waiting_counts(
+    counts: dict[bytes, bytes], heads: list[list[tuple[bytes, float]]]
+) -> dict[str, tuple[int, float | None]]:
+    """Per family of waits: how many jobs wait, and since when the oldest waits."""
+    out = {}
+    for family, head in zip(WAIT_FAMILIES, heads, strict=True):
+        count = int(_number(counts.get(family.encode())) or 0)
+        out[family] = (max(0, count), head[0][1] if head else None)
+    return out
+
+
+def _waiting(waiting: dict[str, tuple[int, float | None]], now: float) -> Iterator[Metric]:
+    jobs = GaugeMetricFamily(
+        "lipsync_jobs_waiting",
+        "Unfinished jobs waiting while a fault passes, by what they wait on (akool: Akool "
+        "unreachable, failing or answering without the video; file: the result's host "
+        "answering gone; download; storage: S3)",
+        labels=["on"],
+    )
+    oldest = GaugeMetricFamily(
+        "lipsync_jobs_waiting_oldest_seconds",
+        "How long the job waiting longest on each kind of fault has waited (0: none waits)",
+        labels=["on"],
+    )
+    for family in WAIT_FAMILIES:
+        count, since = waiting.get(family, (0, None))
+        jobs.add_metric([family], count)
+        oldest.add_metric([family], max(0.0, now - since) if since else 0.0)
+    yield jobs
+    yield oldest
 
 
 def _number(raw: bytes | None) -> float | None:

@@ -1,25 +1,27 @@
-"""The three steps of a job, as plain functions: submit, poll, archive.
+"""The first two steps of a job, as plain functions: submit and poll (the third, the
+archive, is worker/archiving.py).
 
 Celery tasks (worker/tasks.py) call these with their dependencies; everything that decides
 what happens to a job lives here and is tested without Celery. Each step is idempotent: a
 redelivered or duplicated task finds the record already advanced and does no work twice.
+An answer that is not proof the video is lost (worker/proof.py) makes the job wait: its
+record says on what (`Job.waiting`), and the step is tried again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import threading
+import secrets
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
-from worker import messages
-from worker.akool import AkoolClient, AkoolStatus
-from worker.archive import Archiver
+from worker import messages, proof
+from worker.akool import CODE_NOT_FOUND, HTTP_TOO_MANY_REQUESTS, AkoolClient, AkoolStatus
 from worker.backoff import backoff_seconds, clip_to_deadline
 from worker.errors import (
+    AkoolBusy,
+    AkoolDoneWithoutUrl,
     AkoolError,
     AkoolJobFailed,
     AkoolRateLimited,
@@ -30,9 +32,11 @@ from worker.errors import (
     LipsyncError,
     PollTimeout,
     StillProcessing,
+    SubmitClaimTaken,
+    VideoLost,
+    WaitingOnAkool,
 )
 from worker.jobs import Job, JobStore
-from worker.metrics import Metrics
 from worker.reconcile import await_callback, callback_url
 from worker.settings import (
     AKOOL_CONNECT_TIMEOUT_SECONDS,
@@ -40,28 +44,34 @@ from worker.settings import (
     STALL_SECONDS,
     Settings,
 )
-from worker.status import JobStatus
+from worker.status import JobStatus, Wait
 
 logger = logging.getLogger(__name__)
 
 # A poll countdown waits unacknowledged in the worker: it must stay far below the broker's
 # visibility timeout (see worker/celery_app.py), whatever WEBHOOK_POLL_MAX_SECONDS says.
 LONGEST_POLL_COUNTDOWN_SECONDS = 900.0
-# Archive retries stop at the job's expires_at (the video is gone then) or after this long
-# when that is unknown.
-ARCHIVE_FALLBACK_RETRY_SECONDS = 24 * 3600
+# The settings a step uses when it is given none (plain calls, tests): the defaults.
+DEFAULT_SETTINGS = Settings()
+# Random bytes of a submit claim's token: one per step run, so a redelivered copy of the same
+# task (same task id) is another run and cannot give back a claim it did not take.
+CLAIM_TOKEN_BYTES = 12
+# The backoff attempt whose wait is at its ceiling (POLL_MAX_SECONDS) whatever the settings:
+# a job waiting on Akool is polled at that pace.
+CEILING_ATTEMPT = 62
 
 
-def _proves_not_created(error: AkoolError) -> bool:
+def _proves_not_created(error: AkoolError, claimed: bool) -> bool:
     """True when a failed submit certainly created no Akool job.
 
-    A business code means Akool processed and refused the request; 429 is its rate limiter
-    refusing before any work; a refused connection never carried the request. A 5xx, a
-    timeout or a garbled answer may come after Akool created the job.
+    Without the claim the POST never left (the token fetch failed, or the budget refused
+    first); a business code means Akool processed and refused the request; 1005 and 429
+    are its rate limiter refusing before any work; a refused connection never carried the
+    request. A 5xx, a timeout or a garbled answer may come after Akool created the job.
     """
-    if isinstance(error, AkoolRequestNotSent | AkoolRateLimited):
+    if not claimed or isinstance(error, AkoolRequestNotSent | AkoolRateLimited | AkoolBusy):
         return True
-    return error.code is not None or error.status == 429
+    return error.code is not None or error.status == HTTP_TOO_MANY_REQUESTS
 
 
 def submit_stall_seconds(settings: Settings) -> float:
@@ -76,58 +86,91 @@ def submit_step(
     settings: Settings,
     *,
     now: float | None = None,
+    token: str | None = None,
 ) -> str | None:
     """Send the job to Akool at most once; return Akool's id.
 
     Returns None when there is nothing to do: the job is final, or it was submitted already
-    (a duplicated or redelivered task; the sweeper keeps such a job moving), or the submit's
-    outcome is unknown and the job waits for Akool's callback to name it (worker/reconcile.py).
+    (a duplicated or redelivered task), or a submit claim is held, by another run whose POST
+    may be in flight or by one that died (the sweeper settles that once it is overdue), or
+    the submit's outcome is unknown and the job waits for Akool's callback to name it
+    (worker/reconcile.py). `token` names this step run's claim (default: a random one).
     """
     job = store.get(job_id)
     if job.is_final or job.akool_id or job.submit_unknown_ts is not None:
         return None
+    if job.submit_claimed_ts is not None:
+        logger.info("Job %s: another run holds its submit claim; nothing sent", job_id)
+        return None
     # From here the sweeper expects an answer within the longest Akool call.
     store.heartbeat(job_id, time.time() + submit_stall_seconds(settings))
+    claim = SubmitClaim(store, job_id, settings, token or new_claim_token())
     try:
-        akool_id = _send_submit(store, client, job, settings)
+        akool_id = _send_submit(store, client, job, settings, claim)
+    except SubmitClaimTaken:
+        logger.info("Job %s: another run took its submit claim first; nothing sent", job_id)
+        return None
     except AkoolSubmitUnknown as e:
-        stamp = time.time() if now is None else now
-        if await_callback(store, job, str(e), settings, now=stamp):
+        if await_callback(store, job, str(e), settings, now=_stamp(now)):
             return None
         raise
-    now = time.time() if now is None else now
+    stamp = _stamp(now)
     store.update(
         job_id,
-        due=now + settings.stall_seconds,
+        due=stamp + settings.stall_seconds,
         status=JobStatus.SUBMITTED,
         akool_id=akool_id,
-        submitted_ts=now,
-        expires_ts=now + AKOOL_FILE_LIFETIME_SECONDS,
-        poll_deadline_ts=now + settings.poll_timeout_seconds,
+        submitted_ts=stamp,
+        expires_ts=stamp + AKOOL_FILE_LIFETIME_SECONDS,
+        poll_deadline_ts=stamp + settings.poll_timeout_seconds,
+        **proof.cleared(job),
     )
     logger.info("Submitted %s to Akool as %s", job_id, akool_id)
     return akool_id
 
 
-def _claim_once(store: JobStore, job: Job, settings: Settings) -> Callable[[], None]:
-    """The hook run right before the POST leaves: take the job's one submit claim.
+def _stamp(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+def new_claim_token() -> str:
+    """A submit claim's token for one step run."""
+    return secrets.token_hex(CLAIM_TOKEN_BYTES)
+
+
+class SubmitClaim:
+    """The job's one submit claim, as one step run takes it (right before the POST leaves)
+    and gives it back (only after a failure that proves nothing was created).
 
     Taken this late, after any wait for the request budget, a claim means the request was
-    about to go out. A second send within the same step (after Akool refused a token with
-    1101, so certainly nothing was created) keeps the claim it has.
+    about to go out. A second send within the same run (after Akool refused a token with
+    1101, so certainly nothing was created) keeps the claim it has. Only this run gives it
+    back: the token it was taken with is compared in the script that releases it.
     """
-    claimed = False
 
-    def claim() -> None:
-        nonlocal claimed
-        if claimed:
+    def __init__(self, store: JobStore, job_id: str, settings: Settings, token: str) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._settings = settings
+        self._token = token
+        self.taken = False
+
+    def take(self) -> None:
+        """The hook run right before the POST leaves; SubmitClaimTaken when another run
+        holds the claim (nothing is sent)."""
+        if self.taken:
             return
-        if not store.claim_submit(job.id):
-            raise AkoolSubmitUnknown(messages.SUBMIT_UNKNOWN)
-        claimed = True
-        store.heartbeat(job.id, time.time() + submit_stall_seconds(settings))
+        if not self._store.claim_submit(self._job_id, self._token):
+            raise SubmitClaimTaken(f"job {self._job_id}: another run holds its submit claim")
+        self.taken = True
+        stall = submit_stall_seconds(self._settings)
+        self._store.heartbeat(self._job_id, time.time() + stall)
 
-    return claim
+    def release(self) -> None:
+        """Give the claim back if this run took it (a failure proved nothing was created)."""
+        if self.taken:
+            self._store.release_submit(self._job_id, self._token)
+            self.taken = False
 
 
 def webhook_for(job: Job, settings: Settings) -> str | None:
@@ -153,19 +196,22 @@ def poll_settings(settings: Settings, job: Job) -> Settings:
     )
 
 
-def _send_submit(store: JobStore, client: AkoolClient, job: Job, settings: Settings) -> str:
+def _send_submit(
+    store: JobStore, client: AkoolClient, job: Job, settings: Settings, claim: SubmitClaim
+) -> str:
     try:
         return client.submit(
-            job.video_url,
-            job.audio_url,
-            webhook_for(job, settings),
-            before_send=_claim_once(store, job, settings),
+            job.video_url, job.audio_url, webhook_for(job, settings), before_send=claim.take
         )
-    except AkoolSubmitUnknown:
+    except AkoolRateLimited:
+        claim.release()  # the fleet's budget refused: nothing was sent, nothing to wait on
         raise
     except AkoolError as e:
-        if _proves_not_created(e):
-            store.release_submit(job.id)
+        if _proves_not_created(e, claim.taken):
+            claim.release()
+            if isinstance(e, AkoolTransientError):
+                # Akool could not take it now: the job waits on Akool, visibly.
+                store.update(job.id, **proof.waited(job, Wait.AKOOL, str(e), time.time()))
             raise
         if isinstance(e, AkoolTransientError):
             raise AkoolSubmitUnknown(
@@ -225,8 +271,10 @@ def poll_step(
     With `schedule` (the job's poll settings), a job Akool still works on gets its next poll
     planned in that write, and StillProcessing says when: after the backoff, or on the slot
     of the request budget booked at once when the budget's queue is longer than that.
-    Raises AkoolJobFailed on status 4 and PollTimeout once the deadline has passed; Akool is
-    always asked once more before a timeout is declared.
+    Raises AkoolJobFailed on status 4 and PollTimeout once Akool still says queued or
+    processing past the deadline; Akool is always asked once more before a timeout is
+    declared. Without a usable answer (worker/proof.py) the job waits on Akool, which does
+    not count towards the deadline: WaitingOnAkool (poll again), or VideoLost on proof.
     """
     job = store.get(job_id) if job is None else job
     if job.is_final or job.result_url:
@@ -236,13 +284,57 @@ def poll_step(
     try:
         status = client.status(job.akool_id)
     except AkoolRateLimited:
-        raise  # Akool was not asked: nothing to count, no reason to declare a timeout yet
-    except AkoolTransientError as e:
-        store.count_poll(job.id)  # Akool was asked; its answer was lost
-        _check_deadline(job, now, f"the last poll failed: {e}")
-        raise
-    stamp = time.time() if now is None else now
-    return _record_status(store, client, job, status, stamp, stall=stall, schedule=schedule)
+        raise  # Akool was not asked: nothing to count, nothing to wait on
+    except AkoolError as e:
+        _unanswered(store, client, job, e, _stamp(now), stall=stall, schedule=schedule)
+    return _record_status(store, client, job, status, _stamp(now), stall=stall, schedule=schedule)
+
+
+def _wait_kind(error: AkoolError) -> Wait:
+    """What a poll that got no usable answer waits on."""
+    if error.code == CODE_NOT_FOUND:
+        return Wait.AKOOL_GONE
+    if isinstance(error, AkoolDoneWithoutUrl):
+        return Wait.AKOOL_URL
+    return Wait.AKOOL
+
+
+def waiting_poll_delay(schedule: Settings) -> float:
+    """How long a job waiting on Akool waits for its next poll: the schedule's longest
+    interval (POLL_MAX_SECONDS), with jitter so waiting jobs do not all come back at once."""
+    return backoff_seconds(
+        CEILING_ATTEMPT, schedule.poll_initial_seconds, schedule.poll_max_seconds
+    )
+
+
+def _unanswered(
+    store: JobStore,
+    client: AkoolClient,
+    job: Job,
+    error: AkoolError,
+    stamp: float,
+    *,
+    stall: float,
+    schedule: Settings | None,
+) -> NoReturn:
+    """Akool gave no usable answer (an error, 1008, done without a URL): the poll is counted
+    and the job waits on Akool, in one write with its next poll; VideoLost when the wait is
+    proof that the video is gone."""
+    values, waiting = proof.with_wait(job, _wait_kind(error), str(error), stamp)
+    grace = (schedule or DEFAULT_SETTINGS).archive_gone_grace_seconds
+    lost = proof.verdict(waiting, stamp, grace)
+    if lost is not None:
+        store.record_poll(job.id, None, **values)
+        raise VideoLost(lost) from error
+    quiet = waiting.wait_tries > 1
+    if schedule is None:
+        store.record_poll(job.id, None, **values)
+        raise WaitingOnAkool(waiting.waiting or str(error), quiet=quiet) from error
+    wait, reserved_at = client.book_next(waiting_poll_delay(schedule))
+    store.record_poll(job.id, None, due=stamp + wait + stall, **values)
+    raise WaitingOnAkool(
+        waiting.waiting or str(error), next_in=wait, reserved_at=reserved_at, quiet=quiet
+    ) from error
 
 
 def _record_status(
@@ -255,9 +347,15 @@ def _record_status(
     stall: float,
     schedule: Settings | None,
 ) -> AkoolStatus:
-    """Record what Akool said (the poll counted and logged with it) in one write."""
+    """Record what Akool said (the poll counted and logged with it) in one write. Akool
+    answered: a wait on it is over, and its length moves the poll deadline on."""
+    values: dict[str, Any] = proof.cleared(job)
+    moved = proof.deadline_after_wait(job, stamp)
+    if moved is not None:
+        values["poll_deadline_ts"] = moved
+        job = dataclasses.replace(job, poll_deadline_ts=moved)
     if status.failed:
-        store.record_poll(job.id, status.status)
+        store.record_poll(job.id, status.status, **values)
         raise AkoolJobFailed(messages.AKOOL_JOB_FAILED)
     if status.done:
         store.record_poll(
@@ -266,11 +364,12 @@ def _record_status(
             due=stamp + stall,
             status=JobStatus.ARCHIVING,
             result_url=status.video_url,
-            completed_ts=stamp,
+            # Seen before when an operator's retry asked for a fresh URL: when it finished.
+            completed_ts=job.completed_ts or stamp,
+            **values,
         )
         logger.info("Akool finished %s (%s)", job.id, job.akool_id)
         return status
-    values: dict[str, Any] = {}
     if job.status != JobStatus.PROCESSING:
         values["status"] = JobStatus.PROCESSING
     detail = f"Akool's last video_status was {status.status}"
@@ -288,108 +387,11 @@ def _past_deadline(job: Job, now: float) -> bool:
     return job.poll_deadline_ts is not None and now >= job.poll_deadline_ts
 
 
-def _check_deadline(job: Job, now: float | None, detail: str) -> None:
-    now = time.time() if now is None else now
+def _check_deadline(job: Job, now: float, detail: str) -> None:
+    """PollTimeout once Akool's own answer says queued or processing past the deadline."""
     if _past_deadline(job, now):
         waited = now - (job.submitted_ts or job.created_ts)
         raise PollTimeout(messages.poll_timeout(waited, detail))
-
-
-# While a video streams, tell the sweeper (and progress bars) this often that the archive is
-# alive and how far it got.
-HEARTBEAT_INTERVAL_SECONDS = 1.0
-
-
-@contextlib.contextmanager
-def _kept_alive(
-    store: JobStore, job_id: str, stall: float
-) -> Iterator[Callable[[int, int | None], None]]:
-    """While an archive streams, push the job's due time forward every second from a thread
-    of its own, with the bytes copied so far; yield the progress callback that feeds it.
-
-    Time, not progress, drives it: reading one 8 MiB part from a slow host can take longer
-    than STALL_SECONDS, and the sweeper must not take a slow copy for a dead one. A hung
-    download still ends: its reads time out after DOWNLOAD_TIMEOUT_SECONDS.
-    """
-    progress: dict[str, int | None] = {"done": None, "total": None}
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_INTERVAL_SECONDS):
-            try:
-                due = time.time() + stall
-                store.heartbeat(
-                    job_id, due, progress_bytes=progress["done"], total_bytes=progress["total"]
-                )
-            except (LipsyncError, KeyError):
-                logger.debug("Job %s: heartbeat not recorded", job_id)
-
-    def on_progress(done: int, total: int | None) -> None:
-        progress["done"], progress["total"] = done, total
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
-    thread.start()
-    try:
-        yield on_progress
-    finally:
-        stop.set()
-        thread.join(timeout=HEARTBEAT_INTERVAL_SECONDS * 5)
-
-
-def archive_step(
-    store: JobStore,
-    archiver: Archiver,
-    job_id: str,
-    *,
-    now: float | None = None,
-    stall: float = STALL_SECONDS,
-    metrics: Metrics | None = None,
-) -> str | None:
-    """Copy the result into S3 once; return its s3:// URI (None when the job failed).
-
-    An object already stored for this job (a crash after the upload, before the record was
-    updated) is adopted, not downloaded again. While streaming, the job's due time is pushed
-    forward so the sweeper leaves a long copy alone.
-    """
-    job = store.get(job_id)
-    if job.status == JobStatus.FAILED:
-        return None
-    if job.status == JobStatus.ARCHIVED and job.archive_uri:
-        return job.archive_uri
-    if not job.result_url:
-        raise JobStateError(f"job {job_id} has no result URL to archive")
-    store.heartbeat(job_id, time.time() + stall, archive_attempt=True)
-    result = archiver.existing(job.id)
-    if result is None:
-        if job.archive_attempts:
-            # An earlier attempt was stopped (a worker killed, or cancelled at shutdown):
-            # its multipart upload may still be pending in S3.
-            archiver.abort_pending_uploads(job.id)
-        started = time.monotonic()
-        with _kept_alive(store, job_id, stall) as on_progress:
-            result = archiver.archive(
-                job.id, job.akool_id or "", job.result_url, on_progress=on_progress
-            )
-        if metrics is not None:
-            lag = time.time() - job.completed_ts if job.completed_ts else None
-            metrics.archived(result.size, time.monotonic() - started, lag)
-    stamp = time.time() if now is None else now
-    store.update(
-        job_id,
-        status=JobStatus.ARCHIVED,
-        archive_uri=result.uri,
-        archived_ts=stamp,
-        archive_bytes=result.size,
-        archive_progress_bytes=result.size,
-    )
-    return result.uri
-
-
-def archive_deadline(store: JobStore, job_id: str) -> float:
-    """Until when an archive is worth retrying: while Akool still has the video."""
-    job = store.get(job_id)
-    started = job.completed_ts or job.created_ts
-    return job.expires_ts or started + ARCHIVE_FALLBACK_RETRY_SECONDS
 
 
 def await_completion(

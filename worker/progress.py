@@ -15,9 +15,6 @@ WAIT_INTERVAL_SECONDS = 0.5
 BAR_WIDTH = 30
 
 
-BAR_WIDTH = 30
-
-
 def progress_bar(done: int, total: int | None) -> str:
     """`[=====>    ]  42%  12.0/28.6 MiB`, or just the MiB copied when the total is unknown."""
     if not total:
@@ -30,17 +27,18 @@ def progress_bar(done: int, total: int | None) -> str:
 
 
 def describe(job: Job) -> str:
-    """One line saying where the job is."""
+    """One line saying where the job is, and what it waits on if a fault holds it up."""
     if job.status == JobStatus.ARCHIVED:
         return f"{job.id}: archived to {job.archive_uri}"
     if job.status == JobStatus.FAILED:
         return f"{job.id}: failed: {job.error}"
+    waiting = f"; waiting: {job.waiting}" if job.waiting else ""
     if job.status == JobStatus.ARCHIVING and job.archive_progress_bytes is not None:
         bar = progress_bar(job.archive_progress_bytes, job.archive_total_bytes)
-        return f"{job.id}: archiving {bar}"
+        return f"{job.id}: archiving {bar}{waiting}"
     polls = f"{job.polls} poll{'' if job.polls == 1 else 's'}"
     akool = f" (Akool {job.akool_id}, {polls})" if job.akool_id else ""
-    return f"{job.id}: {job.status}{akool}"
+    return f"{job.id}: {job.status}{akool}{waiting}"
 
 
 def wait_for(job_id: str, *, timeout: float | None = None, live: bool = True) -> Job:

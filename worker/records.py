@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis
 
-from worker import keys
+from worker import keys, messages
 from worker.errors import CorruptRecord, StoreUnavailable
 from worker.status import FINAL_STATUSES, JobStatus
 
@@ -95,6 +95,15 @@ class Job:
     submit_unknown_reason: str | None = None
     # The last POLL_LOG_ENTRIES polls (see POLL_LOG_ENTRIES), for the dashboard's timeline.
     poll_log: str | None = None
+    # What the job waits on while a fault passes (a `Wait`, worker/proof.py): since when,
+    # after how many tries, and our sentence for the last answer; None when it waits on
+    # nothing. `waiting` says it in words.
+    wait_on: str | None = None
+    wait_since_ts: float | None = None
+    wait_tries: int = 0
+    wait_detail: str | None = None
+    # The token of the one step run holding the submit claim: only it gives the claim back.
+    submit_claim: str | None = field(default=None, repr=False)
 
     @property
     def created_at(self) -> datetime:
@@ -110,12 +119,23 @@ class Job:
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    @property
+    def waiting(self) -> str | None:
+        """What the job waits on, in a sentence ("Akool unreachable since ...: HTTP 503;
+        tried 4 times"); None when it waits on nothing."""
+        if self.is_final or not self.wait_on or self.wait_since_ts is None:
+            return None
+        since = datetime.fromtimestamp(self.wait_since_ts, tz=UTC)
+        return messages.waiting(self.wait_on, since, self.wait_tries, self.wait_detail or "")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, with ISO timestamps."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        del out["webhook_token"]  # a credential for our receiver, not part of the job's story
+        for secret in ("webhook_token", "submit_claim"):  # bookkeeping, not the job's story
+            del out[secret]
         out["created_at"] = self.created_at.isoformat()
         out["expires_at"] = self.expires_at.isoformat() if self.expires_at else None
+        out["waiting"] = self.waiting
         return out
 
 
@@ -143,6 +163,7 @@ def poll_log_with(
 _FLOAT_FIELDS = {f.name for f in fields(Job) if f.name.endswith("_ts")}
 _INT_FIELDS = {
     "polls",
+    "wait_tries",
     "archive_bytes",
     "archive_attempts",
     "redrives",

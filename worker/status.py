@@ -1,7 +1,8 @@
-"""The statuses of a job, written and compared everywhere as `JobStatus`.
+"""The statuses of a job, written and compared everywhere as `JobStatus`, and what an
+unfinished job may wait on (`Wait`).
 
-A leaf module: no settings, no project imports. `JobStatus` is a `str` enum, so a status read
-back from Redis or JSON compares equal to its member (`JobStatus.FAILED == "failed"`).
+A leaf module: no settings, no project imports. Both are `str` enums, so a value read back
+from Redis or JSON compares equal to its member (`JobStatus.FAILED == "failed"`).
 """
 
 from __future__ import annotations
@@ -26,3 +27,33 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.ARCHIVED, JobStatus.FAILED})
+
+
+class Wait(StrEnum):
+    """What an unfinished job waits on while a fault passes (worker/proof.py): an answer
+    that is "not yet", not proof that the video is lost. Stored in the record's `wait_on`;
+    the metric `lipsync_jobs_waiting{on}` counts the jobs by its `family`."""
+
+    # Akool could not be asked or failed (5xx, a timeout, no connection, 1005, 429, garbled
+    # or refused answers): nothing it said is about the job.
+    AKOOL = "akool"
+    # Akool answers 1008 ("does not exist") about an id it gave.
+    AKOOL_GONE = "akool_gone"
+    # Akool says the job is done but gives no usable http(s) URL of the video.
+    AKOOL_URL = "akool_url"
+    # The result's host answers that the file is gone (403, 404, 410).
+    FILE = "file"
+    # The download fails otherwise: the host's 5xx, a broken or too slow transfer, DNS.
+    DOWNLOAD = "download"
+    # S3 cannot be reached, fails, or refuses the upload.
+    STORAGE = "storage"
+
+    @property
+    def family(self) -> str:
+        """What the metrics count this wait under: akool (the three waits on Akool), file,
+        download or storage."""
+        return "akool" if self.value.startswith("akool") else self.value
+
+
+# The families of waits the metrics count, each in a sorted set of its own.
+WAIT_FAMILIES = ("akool", "file", "download", "storage")

@@ -72,10 +72,14 @@ def retry_step(job: Job) -> Step:
 
     Never a second submit once one may have reached Akool: with Akool's id the job is
     polled or archived; with a submit claim but no id, whether Akool created the job is
-    unknown, and sending it again could pay twice.
+    unknown, and sending it again could pay twice. A failed job with Akool's id is polled,
+    so Akool is asked for a fresh URL before the video is downloaded again (the one it
+    failed with may have gone stale).
     """
     if job.status == JobStatus.ARCHIVED:
         raise ValueError(f"job {job.id} is archived; there is nothing to retry")
+    if job.status == JobStatus.FAILED and job.akool_id:
+        return Step.POLL
     step = resume_step(job)
     if step == Step.SUBMIT and job.submit_claimed_ts is not None:
         raise ValueError(
@@ -96,7 +100,9 @@ def reopen_for_retry(store: JobStore, settings: Settings, job_id: str, *, now: f
     due = now + (settings.stall_seconds if step != Step.SUBMIT else QUEUED_STALL_SECONDS)
     # A job that timed out polling gets a whole new poll window, or it fails again at once.
     deadline = now + settings.poll_timeout_seconds if step == Step.POLL else None
-    if not store.reopen(job_id, REOPENED_STATUS[step], due=due, poll_deadline=deadline):
+    fresh = step == Step.POLL and job.result_url is not None
+    status = REOPENED_STATUS[step]
+    if not store.reopen(job_id, status, due=due, poll_deadline=deadline, fresh_url=fresh):
         raise ValueError(f"job {job_id} changed while being retried; look at it again")
     return step
 

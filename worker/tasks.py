@@ -20,8 +20,17 @@ from celery import Task, chain, uuid
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from worker import deps, messages, notify, retries
+from worker.archiving import archive_deadline, archive_step
 from worker.celery_app import AKOOL_TASK_TIME_LIMIT_SECONDS, ARCHIVE_TIME_LIMIT_SECONDS, app
-from worker.errors import AkoolRateLimited, LipsyncError, StillProcessing, TransientError
+from worker.errors import (
+    AkoolBusy,
+    AkoolRateLimited,
+    AkoolRequestNotSent,
+    LipsyncError,
+    NotYet,
+    PollAgain,
+    TransientError,
+)
 from worker.names import (
     ARCHIVE_TASK,
     EXPIRY_GUARD_TASK,
@@ -33,8 +42,6 @@ from worker.names import (
     Step,
 )
 from worker.pipeline import (
-    archive_deadline,
-    archive_step,
     await_completion,
     index_akool_id,
     plan_next_poll,
@@ -68,19 +75,19 @@ def _step_backoff(job_id: str, retries_so_far: int, error: BaseException) -> flo
     )
 
 
-def _submit_wait(job_id: str, retries_so_far: int, error: BaseException) -> float:
-    """The submit's backoff; a submit waiting for the request budget (up to its horizon)
-    tells the sweeper when to expect it, so the wait is not taken for a stall."""
+def _expected_back(job_id: str, retries_so_far: int, error: BaseException) -> float:
+    """The step's backoff, and tell the sweeper when to expect the task back (a submit
+    waiting for the request budget or for Akool, an archive waiting on the file or S3), so
+    the wait is not taken for a stall and re-driven in a second loop."""
     delay = _step_backoff(job_id, retries_so_far, error)
-    if isinstance(error, AkoolRateLimited):
-        deps.job_store().heartbeat(job_id, time.time() + delay + deps.settings().stall_seconds)
+    deps.job_store().heartbeat(job_id, time.time() + delay + deps.settings().stall_seconds)
     return delay
 
 
 def _next_poll(job_id: str, _retries: int, error: BaseException) -> float:
     """The poll schedule (backoff by polls made, clipped to the deadline), or the slot of
     the request budget reserved for this poll; and tell the sweeper when to expect it."""
-    if isinstance(error, StillProcessing) and error.next_in is not None:
+    if isinstance(error, PollAgain) and error.next_in is not None:
         return error.next_in  # planned and recorded by the poll itself
     store = deps.job_store()
     schedule = poll_settings(deps.settings(), store.get(job_id))
@@ -89,12 +96,14 @@ def _next_poll(job_id: str, _retries: int, error: BaseException) -> float:
     return plan_next_poll(store, job_id, schedule, at_least=retries.extra_wait(error))
 
 
-# Waits for the fleet's request budget do not count: a busy fleet delays submits.
+# Waits for the fleet's request budget, or while Akool cannot be asked (no connection, 1005,
+# 429), do not count: they delay a submit, they prove nothing about it. Akool's own "try again
+# later" about the job (1015, 1201, 1205) counts.
 SUBMIT_RETRY = retries.RetryPolicy(
     retry_on=(TransientError, SoftTimeLimitExceeded),
-    wait=_submit_wait,
+    wait=_expected_back,
     max_retries=SUBMIT_MAX_RETRIES,
-    uncounted=(AkoolRateLimited,),
+    uncounted=(AkoolRateLimited, AkoolRequestNotSent, AkoolBusy),
 )
 # No ceiling here: the poll deadline (POLL_TIMEOUT_SECONDS) is the step's own, which asks
 # Akool once more before it declares a timeout.
@@ -102,7 +111,7 @@ POLL_RETRY = retries.RetryPolicy(retry_on=(TransientError,), wait=_next_poll)
 # While Akool still has the video, an archive is worth trying again.
 ARCHIVE_RETRY = retries.RetryPolicy(
     retry_on=(TransientError, SoftTimeLimitExceeded),
-    wait=_step_backoff,
+    wait=_expected_back,
     deadline=lambda job_id: archive_deadline(deps.job_store(), job_id),
 )
 _notify_backoff = retries.exponential(NOTIFY_INITIAL_SECONDS, NOTIFY_MAX_SECONDS)
@@ -133,6 +142,14 @@ def _fail_job(job_id: str, error: BaseException) -> None:
         notify.announce_end(job_id)
 
 
+def _archive_gave_up(job_id: str, error: BaseException) -> None:
+    """Giving up on an archive: on proof or our own refusal, or, for a copy that kept
+    failing, once the video's expires_at passed (the policy's deadline)."""
+    if isinstance(error, TransientError | SoftTimeLimitExceeded):
+        error = LipsyncError(messages.expired_before_archived(error))
+    _fail_job(job_id, error)
+
+
 def _not_told(job_id: str, error: BaseException) -> None:
     """Giving up on a notification: the job stays as it is; the job and the log say why."""
     message = messages.notify_gave_up(error)
@@ -161,14 +178,14 @@ def _run(
         if countdown is None:
             give_up(job_id, e)
             raise Ignore() from e
-        # Waiting for Akool or for the fleet's request budget is the normal course under load.
-        level = (
-            logging.INFO if isinstance(e, StillProcessing | AkoolRateLimited) else logging.WARNING
-        )
+        # Waiting for Akool or for the fleet's request budget is the normal course under load,
+        # and a wait already logged is said once at WARNING.
+        quiet = isinstance(e, AkoolRateLimited) or (isinstance(e, NotYet) and e.quiet)
+        level = logging.INFO if quiet else logging.WARNING
         logger.log(level, "Job %s: %s; next try in %.1f s", job_id, e, countdown)
         if not reserves:
             raise task.retry(countdown=countdown) from e
-        reserved_at = e.reserved_at if isinstance(e, SlotReserved | StillProcessing) else None
+        reserved_at = e.reserved_at if isinstance(e, SlotReserved | PollAgain) else None
         kwargs = dict(task.request.kwargs or {}, reserved_at=reserved_at)
         raise task.retry(countdown=countdown, kwargs=kwargs) from e
 
@@ -251,12 +268,19 @@ def poll(self: Task, job_id: str, reserved_at: float | None = None) -> str:
 )
 def archive(self: Task, job_id: str) -> str | None:
     """Stream the result into S3; retry transient failures while the video still exists."""
-    store, archiver, stall = deps.job_store(), deps.archiver(), deps.settings().stall_seconds
+    store, archiver, s = deps.job_store(), deps.archiver(), deps.settings()
 
     def step() -> str | None:
-        return archive_step(store, archiver, job_id, stall=stall, metrics=deps.metrics())
+        return archive_step(
+            store,
+            archiver,
+            job_id,
+            stall=s.stall_seconds,
+            metrics=deps.metrics(),
+            grace=s.archive_gone_grace_seconds,
+        )
 
-    uri = _run(self, job_id, ARCHIVE_RETRY, step)
+    uri = _run(self, job_id, ARCHIVE_RETRY, step, give_up=_archive_gave_up)
     if uri is not None:
         notify.announce_end(job_id)
     return uri

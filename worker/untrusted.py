@@ -6,6 +6,10 @@ A leaf module: no settings, no project imports.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+# The longest URL taken from a stranger (as for the URLs a job is submitted with).
+MAX_URL_CHARS = 8192
 # Up to 18 digits always fits in a signed 64-bit integer; no timestamp or body is longer.
 MAX_INT_DIGITS = 18
 # C0 controls, DEL and C1 controls as \xNN, and the backslash doubled so that an escape in a
@@ -32,3 +36,26 @@ def escape_controls(text: str) -> str:
     """`text` safe for one log line: C0 controls, DEL and C1 controls escaped as \\xNN,
     U+2028 and U+2029 as \\uNNNN, and a backslash doubled."""
     return text.translate(_LOG_ESCAPES)
+
+
+def unsafe_char(char: str) -> bool:
+    """True for whitespace of any kind and for control characters (C0, DEL, C1)."""
+    return char.isspace() or char < " " or "\x7f" <= char <= "\x9f"
+
+
+def http_url(value: object) -> str | None:
+    """`value` when it is an http(s) URL with a host, at most MAX_URL_CHARS long, without
+    whitespace, control characters or `user:password@`; None otherwise ("null", "", a
+    number, a relative path...)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL_CHARS:
+        return None
+    if any(unsafe_char(c) for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc:
+        return None
+    return value

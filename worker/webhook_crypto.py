@@ -2,8 +2,9 @@
 
 Akool signs a callback with a plain SHA-1 over its sorted fields and the client id, and
 encrypts the payload with AES-CBC under the client secret, the client id's first 16 bytes as
-the IV (shared/akool/API.md). The receiver (worker/callbacks.py) verifies and decrypts with
-these; the simulator (worker/dev/simulator) and the tests sign and encrypt with them.
+the IV, as its API documentation describes. The receiver (worker/callbacks.py) verifies and
+decrypts with these; the simulator (worker/dev/simulator) and the tests sign and encrypt with
+them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ from worker import keys, messages, metrics
 from worker.dev.stack import RedisServer
 from worker.jobs import JobStore, new_job_id
 from worker.names import Step
+from worker.records import poll_log_entries
 from worker.settings import load_settings
+from worker.status import JobStatus
 from worker.sweeper import at_risk, sweep
 
 pytestmark = pytest.mark.integration
@@ -120,7 +122,7 @@ def test_sweep_redrives_each_stalled_job_from_the_step_it_reached(store: JobStor
 def test_sweep_fails_a_job_whose_submit_may_have_reached_akool(store: JobStore) -> None:
     now = time.time()
     job_id = new_job(store, due=now - 1)
-    assert store.claim_submit(job_id)
+    assert store.claim_submit(job_id, "run-1")
     redriven: list[tuple[str, str]] = []
 
     result = sweep(store, SETTINGS, lambda j, s: redriven.append((j, s)), now=now)
@@ -164,12 +166,12 @@ def test_at_risk_lists_unarchived_jobs_whose_video_is_deleted_within_a_day(
     "write",
     [
         lambda s, j: s.heartbeat(j, time.time() + 30),
-        lambda s, j: s.count_poll(j),
+        lambda s, j: s.record_poll(j, None),
         lambda s, j: s.own_poll(j, "task-1"),
-        lambda s, j: s.claim_submit(j),
+        lambda s, j: s.claim_submit(j, "run-1"),
         lambda s, j: s.update(j, status="processing"),
     ],
-    ids=["heartbeat", "count_poll", "own_poll", "claim_submit", "update"],
+    ids=["heartbeat", "record_poll", "own_poll", "claim_submit", "update"],
 )
 def test_a_write_to_a_vanished_record_recreates_nothing_and_says_key_error(
     store: JobStore, client: redis.Redis, write
@@ -239,6 +241,93 @@ def test_a_claim_that_must_reach_a_replica_is_taken_at_once_when_the_master_has_
     store = JobStore(client, retention_seconds=3600, claim_replicas=1)
     job_id = new_job(store, due=time.time() + 60)
     started = time.monotonic()
-    assert store.claim_submit(job_id)
+    assert store.claim_submit(job_id, "run-1")
     assert time.monotonic() - started < 1
-    assert not store.claim_submit(job_id)
+    assert not store.claim_submit(job_id, "run-2")
+
+
+# --- claims belong to their owner; waits are counted by kind -----------------------------------
+
+
+def test_a_submit_claim_is_given_back_only_by_the_run_that_took_it(store: JobStore) -> None:
+    job_id = new_job(store, due=time.time() + 60)
+    assert store.claim_submit(job_id, "run-1")
+    assert not store.claim_submit(job_id, "run-2")
+
+    assert not store.release_submit(job_id, "run-2")
+    assert store.get(job_id).submit_claim == "run-1"
+    assert store.release_submit(job_id, "run-1")
+    job = store.get(job_id)
+    assert (job.submit_claimed_ts, job.submit_claim) == (None, None)
+    assert store.claim_submit(job_id, "run-2")
+
+
+def test_a_claim_from_before_tokens_is_given_back_by_no_run(
+    store: JobStore, client: redis.Redis
+) -> None:
+    job_id = new_job(store, due=time.time() + 60)
+    client.hset(keys.job(job_id), "submit_claimed_ts", repr(time.time()))
+    assert not store.release_submit(job_id, "")
+    assert store.get(job_id).submit_claimed_ts is not None
+
+
+def test_a_waiting_job_is_in_the_set_of_its_family_only_until_it_ends(
+    store: JobStore, client: redis.Redis
+) -> None:
+    job_id = new_job(store, due=time.time() + 60)
+    since = time.time()
+    store.update(job_id, wait_on="akool", wait_since_ts=since, wait_tries=1, wait_detail="503")
+    assert client.zscore(keys.waiting("akool"), job_id) == pytest.approx(since)
+    # Another wait on Akool (a 1008 streak) stays in its family, counted once.
+    store.update(job_id, wait_on="akool_gone", wait_since_ts=since + 1, wait_tries=1)
+    assert client.hget(keys.METRICS_WAITING, "akool") == b"1"
+
+    store.record_poll(job_id, None, wait_on="file", wait_since_ts=since + 5, wait_tries=1)
+    assert client.zscore(keys.waiting("akool"), job_id) is None
+    assert client.zscore(keys.waiting("file"), job_id) == pytest.approx(since + 5)
+    assert client.hgetall(keys.METRICS_WAITING) == {b"akool": b"0", b"file": b"1"}
+    assert store.get(job_id).polls == 1
+
+    store.fail(job_id, "the result video is gone")
+    assert client.zscore(keys.waiting("file"), job_id) is None
+    assert client.hget(keys.METRICS_WAITING, "file") == b"0"
+
+
+def test_a_job_whose_record_is_gone_leaves_the_waiting_sets_with_its_count(
+    store: JobStore, client: redis.Redis
+) -> None:
+    job_id = new_job(store, due=time.time() - 1)
+    store.update(job_id, wait_on="storage", wait_since_ts=time.time(), wait_tries=2)
+    client.delete(keys.job(job_id))
+
+    sweep(store, SETTINGS, lambda j, s: None, now=time.time())
+
+    assert client.zscore(keys.waiting("storage"), job_id) is None
+    assert client.hget(keys.METRICS_WAITING, "storage") == b"0"
+    assert client.zscore(keys.DUE, job_id) is None
+
+
+def test_a_poll_that_got_no_answer_is_logged_with_the_status_akool_gave_last(
+    store: JobStore,
+) -> None:
+    job_id = new_job(store, due=time.time() + 60)
+    store.record_poll(job_id, 2)
+    store.record_poll(job_id, None)
+    entries = [status for _, status in poll_log_entries(store.get(job_id).poll_log)]
+    assert entries == ["2", "2"]
+
+
+def test_a_retry_asking_for_a_fresh_url_forgets_the_old_one_and_the_archive_start(
+    store: JobStore, client: redis.Redis
+) -> None:
+    job_id = new_job(store, due=time.time() + 60)
+    store.update(job_id, akool_id="a1", result_url="https://x/y.mp4", completed_ts=time.time())
+    assert store.claim_archive(job_id)
+    store.update(job_id, wait_on="file", wait_since_ts=time.time(), wait_tries=3)
+    store.fail(job_id, "the result video is gone")
+
+    assert store.reopen(job_id, JobStatus.PROCESSING, due=time.time() + 30, fresh_url=True)
+
+    job = store.get(job_id)
+    assert (job.status, job.result_url, job.wait_on, job.error) == ("processing", None, None, None)
+    assert store.claim_archive(job_id)  # the poll that finds the fresh URL may start it

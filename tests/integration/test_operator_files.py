@@ -156,6 +156,8 @@ def quiet(alert: str, at: str) -> dict[str, Any]:
 
 SEVERITY = {
     "LipsyncJobsAtRisk": "critical",
+    "LipsyncAkoolUnreachable": "critical",
+    "LipsyncFinishedVideoFileMissing": "warning",
     "LipsyncArchiveBehind": "warning",
     "LipsyncArchiveStalled": "critical",
     "LipsyncAkoolRejectsCredentials": "critical",
@@ -178,6 +180,9 @@ HEALTHY = [
     *scraped(f'{CALLS}{{endpoint="submit", outcome="ok"}}', "0+5x90"),
     *scraped('lipsync_queue_length{queue="lipsync.akool"}', "3x90"),
     *scraped('lipsync_queue_length{queue="lipsync.archive"}', "1x90"),
+    # Passing faults: a job waits on Akool for a minute now and then, none on a file.
+    *scraped('lipsync_jobs_waiting_oldest_seconds{on="akool"}', "0 60 0x88"),
+    *scraped('lipsync_jobs_waiting{on="file"}', "0x90"),
 ]
 RULE_TESTS: list[dict[str, Any]] = [
     {"input_series": HEALTHY, "alert_rule_test": [quiet(alert, "90m") for alert in SEVERITY]},
@@ -189,6 +194,31 @@ RULE_TESTS: list[dict[str, Any]] = [
                 "LipsyncJobsAtRisk",
                 "10m",
                 "2 finished video(s) not archived that Akool deletes within 24 h",
+            ),
+        ],
+    },
+    {
+        # One job waits on Akool from 0m: past 10 minutes at 11m, alerting a minute later.
+        "input_series": scraped('lipsync_jobs_waiting_oldest_seconds{on="akool"}', "0+60x30"),
+        "alert_rule_test": [
+            quiet("LipsyncAkoolUnreachable", "10m"),
+            fires(
+                "LipsyncAkoolUnreachable",
+                "13m",
+                "A job has waited 13m 0s on Akool, which gives no usable answer",
+            ),
+        ],
+    },
+    {
+        # A CDN's 404 for two minutes is no alert; five minutes of it is.
+        "input_series": scraped('lipsync_jobs_waiting{on="file"}', "0 1 1 0x3 2x20"),
+        "alert_rule_test": [
+            quiet("LipsyncFinishedVideoFileMissing", "4m"),
+            quiet("LipsyncFinishedVideoFileMissing", "9m"),
+            fires(
+                "LipsyncFinishedVideoFileMissing",
+                "12m",
+                "2 finished video(s) whose file host answers that the file is gone",
             ),
         ],
     },

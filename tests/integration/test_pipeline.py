@@ -80,11 +80,14 @@ def test_truncated_download_is_retried_not_stored(deployment: Deployment) -> Non
     assert deployment.stored_sha256(job) == served["sha256"]
 
 
-def test_expired_file_fails_the_job_saying_the_video_is_gone(deployment: Deployment) -> None:
+def test_expired_file_fails_the_job_saying_the_video_is_gone(deploy) -> None:
+    # 410 on every try for the grace (ARCHIVE_GONE_GRACE_SECONDS, 1 s here) is proof.
+    deployment = deploy(ARCHIVE_GONE_GRACE_SECONDS="1")
     job = deployment.run(video_url(file="expired"))
 
     assert job.status == "failed"
-    assert "expired or is gone" in (job.error or "") and "410" in (job.error or "")
+    assert "the result video is gone" in (job.error or "") and "410" in (job.error or "")
+    assert "ARCHIVE_GONE_GRACE_SECONDS" in (job.error or "")
     listed = deployment.stack.s3_client().list_objects_v2(Bucket=BUCKET, Prefix=f"lipsync/{job.id}")
     assert listed.get("KeyCount", 0) == 0
 
@@ -104,7 +107,7 @@ def test_wrong_api_key_fails_the_job_naming_code_1101(deploy) -> None:
     assert job.status == "failed"
     assert "1101" in (job.error or "")
     assert "not-the-key" not in (job.error or "")
-    assert "not-the-key" not in deployment.worker.log_text()
+    assert "not-the-key" not in deployment.log_text()
 
 
 def test_client_credentials_auth_archives_the_job(deploy) -> None:
@@ -114,7 +117,7 @@ def test_client_credentials_auth_archives_the_job(deploy) -> None:
     job = deployment.run(video_url())
 
     assert job.status == "archived", job.error
-    assert "sim-client-secret" not in deployment.worker.log_text()
+    assert "sim-client-secret" not in deployment.log_text()
 
 
 def test_result_on_a_host_not_allowed_is_refused(deploy) -> None:
@@ -174,5 +177,5 @@ def test_secrets_never_reach_job_records_or_logs(deploy) -> None:
     record = deployment.redis.hgetall(f"lipsync:job:{job.id}")
     dumped = b" ".join(k + b"=" + v for k, v in record.items())
     assert b"sim-client-secret" not in dumped
-    assert "sim-client-secret" not in deployment.worker.log_text()
+    assert "sim-client-secret" not in deployment.log_text()
     assert len(job.id) == 32 and int(job.id, 16) >= 0

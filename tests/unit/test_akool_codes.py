@@ -17,6 +17,8 @@ from worker.akool import (
 )
 from worker.errors import (
     AkoolAuthError,
+    AkoolBusy,
+    AkoolDoneWithoutUrl,
     AkoolError,
     AkoolPermanentError,
     AkoolTransientError,
@@ -26,7 +28,7 @@ from worker.errors import (
 
 URL = "https://openapi.akool.com/api/open/v3/content/video/lipsync"
 
-# The business codes as listed in shared/akool/API.md.
+# The business codes as Akool's API documentation lists them.
 DOC_TRANSIENT = (1005, 1015, 1201, 1205)
 DOC_AUTH = (1101, 1102)
 DOC_PERMANENT = (
@@ -67,7 +69,8 @@ def test_the_code_tables_cover_exactly_the_documented_codes() -> None:
 @pytest.mark.parametrize("code", DOC_TRANSIENT)
 def test_a_try_again_later_code_is_transient_and_names_the_code(code: int) -> None:
     error = error_for_code(code, "whatever", url=URL)
-    assert type(error) is AkoolTransientError
+    # "Too frequent" is Akool's rate limiter: a refusal before any work (AkoolBusy).
+    assert type(error) is (AkoolBusy if code == 1005 else AkoolTransientError)
     assert isinstance(error, TransientError)
     assert not isinstance(error, PermanentError)
     assert error.code == code
@@ -130,6 +133,7 @@ def test_http_429_and_5xx_are_transient_whatever_the_body(status: int) -> None:
     body = envelope({"code": 1003, "msg": "Parameter error"})
     with pytest.raises(AkoolTransientError) as info:
         parse_envelope(status, body, URL)
+    assert isinstance(info.value, AkoolBusy) is (status == 429)
     assert info.value.status == status
     assert info.value.url == URL
     assert str(status) in str(info.value)
@@ -220,12 +224,17 @@ def test_a_completed_status_given_as_a_string_is_accepted() -> None:
     assert result.video_url == "https://x/y.mp4"
 
 
-@pytest.mark.parametrize("video", [None, "", "   ", 42, ["https://x/y.mp4"]])
-def test_completed_without_a_video_url_is_transient(video: object) -> None:
+@pytest.mark.parametrize(
+    "video",
+    [None, "", "   ", 42, ["https://x/y.mp4"], "null", "/files/x.mp4", "ftp://h/x.mp4", "https://"],
+)
+def test_completed_without_a_usable_video_url_is_asked_again(video: object) -> None:
     data = {"video_status": 3} if video is None else {"video_status": 3, "video": video}
-    with pytest.raises(AkoolTransientError) as info:
+    with pytest.raises(AkoolDoneWithoutUrl) as info:
         parse_status("job1", data, URL)
+    assert isinstance(info.value, AkoolTransientError)
     assert info.value.url == URL
+    assert "null" not in str(info.value)  # the text came from the network: only its type
 
 
 @pytest.mark.parametrize(

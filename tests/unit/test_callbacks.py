@@ -163,6 +163,12 @@ def test_the_decrypted_payload_becomes_a_callback() -> None:
         parse_callback({"_id": "a", "status": "3"})
 
 
+@pytest.mark.parametrize("url", ["null", "/files/x.mp4", "ftp://h/x.mp4", 42, "https://"])
+def test_a_completion_callback_without_a_usable_url_carries_no_url(url: object) -> None:
+    # Then the job is not marked done: polling asks Akool for the URL (the rule of proof).
+    assert parse_callback({"_id": "a", "status": 3, "url": url}).url is None
+
+
 # --- the receiver -------------------------------------------------------------------------------
 
 

@@ -315,6 +315,20 @@ def test_an_archived_jobs_page_plays_the_video_from_the_s3_origin_only() -> None
     assert 'http-equiv="refresh"' not in answer.body  # final: no reloading
 
 
+def test_a_waiting_jobs_page_says_what_it_waits_on_escaped_and_since_when() -> None:
+    waiting = job(
+        wait_on="file",
+        wait_since_ts=NOW - 120,
+        wait_tries=4,
+        wait_detail="the result URL answers HTTP 404 <b>",
+    )
+    answer = Call(dashboard(waiting), "GET", f"/jobs/{JOB_ID}", **AUTH)
+
+    assert 'id="waiting"' in answer.body
+    assert "the result URL answers HTTP 404 &lt;b&gt;; tried 4 times since" in answer.body
+    assert "<b>" not in answer.body.split('id="waiting"')[1].split("</p>")[0]
+
+
 def test_a_running_jobs_page_reloads_itself() -> None:
     answer = Call(dashboard(job()), "GET", f"/jobs/{JOB_ID}", **AUTH)
     assert '<meta http-equiv="refresh" content="3">' in answer.body

@@ -44,6 +44,9 @@ class FakeRedis:
         self.unarchived = head
         self.alive: set[str] = set()
         self.round_trips = self.commands = self.scripts_run = 0
+        # Jobs waiting by family, and the head of each family's waiting set.
+        self.waiting: dict[bytes, bytes] = {}
+        self.waiting_heads: dict[str, list[tuple[bytes, float]]] = {}
 
     def register_script(self, _: str) -> Any:
         def run(**_: Any) -> int:
@@ -58,8 +61,12 @@ class FakeRedis:
         return FakePipeline(self)
 
     def answer(self, name: str, args: tuple[Any, ...]) -> Any:
+        if name == "hgetall" and args[0] == keys.METRICS_WAITING:
+            return self.waiting
         if name == "hgetall":
             return self.counts if args[0] == keys.METRICS_JOBS_BY_STATUS else {}
+        if name == "zrange" and args[0].startswith(keys.WAITING_PREFIX):
+            return self.waiting_heads.get(args[0].removeprefix(keys.WAITING_PREFIX), [])
         if name == "zrange":
             return self.unarchived[:1]
         return {"get": None, "zcount": 3, "llen": 5}[name]
@@ -139,3 +146,16 @@ def test_serving_a_taken_metrics_port_logs_an_error_and_goes_on(
 
     assert served is False
     assert f"METRICS_PORT {port}" in caplog.records[-1].getMessage()
+
+
+def test_jobs_waiting_are_shown_by_family_with_the_oldest_wait() -> None:
+    redis = FakeRedis(COUNTED, [])
+    redis.waiting = {b"akool": b"3", b"file": b"1"}
+    redis.waiting_heads = {"akool": [(b"a" * 32, NOW - 700)], "file": [(b"b" * 32, NOW - 60)]}
+    snapshot = metrics.FleetCollector(redis).read(NOW)
+
+    waiting = list(metrics._waiting(snapshot.waiting or {}, NOW))
+    counts = {s.labels["on"]: s.value for s in waiting[0].samples}
+    oldest = {s.labels["on"]: s.value for s in waiting[1].samples}
+    assert counts == {"akool": 3, "file": 1, "download": 0, "storage": 0}
+    assert oldest["akool"] == pytest.approx(700.0) and oldest["storage"] == 0.0

@@ -1,18 +1,30 @@
-"""Tests of worker.pipeline's steps with small fakes at the seams (store, client, archiver)."""
+"""Tests of worker.pipeline's submit and poll steps with small fakes at the seams (store,
+client): what is sent, what is recorded, and what is proof (worker/proof.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 
-from worker import messages
+from tests.unit.step_fakes import (
+    AUDIO,
+    NOW,
+    RECEIVER,
+    RESULT,
+    SETTINGS,
+    TIMEOUT,
+    VIDEO,
+    FakeClient,
+    FakeStore,
+    submitted,
+)
 from worker.akool import AkoolClient, AkoolStatus
-from worker.archive import Archiver, ArchiveResult
 from worker.errors import (
+    AkoolAuthError,
+    AkoolBusy,
+    AkoolDoneWithoutUrl,
     AkoolError,
     AkoolJobFailed,
     AkoolPermanentError,
@@ -25,12 +37,12 @@ from worker.errors import (
     PollTimeout,
     StillProcessing,
     TransientError,
+    VideoLost,
+    WaitingOnAkool,
 )
 from worker.jobs import Job, JobStore, new_job_id
 from worker.pipeline import (
-    HEARTBEAT_INTERVAL_SECONDS,
     LONGEST_POLL_COUNTDOWN_SECONDS,
-    archive_step,
     next_poll_delay,
     poll_settings,
     poll_step,
@@ -38,209 +50,24 @@ from worker.pipeline import (
     webhook_for,
 )
 from worker.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
-from worker.status import FINAL_STATUSES, JobStatus
-
-NOW = 1_700_000_000.0
-TIMEOUT = 3600.0
-SETTINGS = Settings(poll_initial_seconds=5.0, poll_max_seconds=60.0, poll_timeout_seconds=TIMEOUT)
-VIDEO = "https://example.invalid/v.mp4"
-AUDIO = "https://example.invalid/a.wav"
-RESULT = "https://d1.cloudfront.net/out.mp4"
-RECEIVER = "https://hooks.example.com/webhooks/akool"
+from worker.status import JobStatus, Wait
 
 
-class FakeStore:
-    """The JobStore methods the pipeline uses, backed by a dict (final jobs never change)."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, Job] = {}
-        self.releases = 0
-        self.dues: dict[str, float] = {}
-
-    def add(self, **values: Any) -> Job:
-        values.setdefault("id", new_job_id())
-        values.setdefault("status", JobStatus.QUEUED)
-        values.setdefault("video_url", VIDEO)
-        values.setdefault("audio_url", AUDIO)
-        values.setdefault("created_ts", NOW - 10)
-        job = Job(**values)
-        self.jobs[job.id] = job
-        return job
-
-    def get(self, job_id: str) -> Job:
-        return self.jobs[job_id]
-
-    def update(self, job_id: str, *, due: float | None = None, **values: Any) -> bool:
-        job = self.jobs[job_id]
-        if job.status in FINAL_STATUSES:
-            return False
-        if due is not None:
-            self.dues[job_id] = due
-        values.setdefault("updated_ts", NOW)
-        self.jobs[job_id] = dataclasses.replace(job, **values)
-        return True
-
-    def fail(self, job_id: str, error: str) -> bool:
-        return self.update(job_id, status=JobStatus.FAILED, error=error)
-
-    def update_without_akool_id(
-        self, job_id: str, *, due: float | None = None, **values: Any
-    ) -> bool:
-        if self.jobs[job_id].akool_id:
-            return False
-        return self.update(job_id, due=due, **values)
-
-    def claim_submit(self, job_id: str) -> bool:
-        if self.jobs[job_id].submit_claimed_ts is not None:
-            return False
-        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], submit_claimed_ts=NOW)
-        return True
-
-    def release_submit(self, job_id: str) -> None:
-        self.releases += 1
-        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], submit_claimed_ts=None)
-
-    def heartbeat(
-        self,
-        job_id: str,
-        due: float,
-        *,
-        progress_bytes: int | None = None,
-        total_bytes: int | None = None,
-        archive_attempt: bool = False,
-    ) -> None:
-        self.dues[job_id] = due
-        if archive_attempt:
-            job = self.jobs[job_id]
-            self.jobs[job_id] = dataclasses.replace(job, archive_attempts=job.archive_attempts + 1)
-
-    @property
-    def metrics(self) -> Any:
-        return FakeMetrics()
-
-    def count_poll(self, job_id: str) -> int:
-        job = self.jobs[job_id]
-        self.jobs[job_id] = dataclasses.replace(job, polls=job.polls + 1)
-        return job.polls + 1
-
-    def record_poll(
-        self, job_id: str, akool_status: int, *, due: float | None = None, **values: Any
-    ) -> bool:
-        if self.jobs[job_id].status in FINAL_STATUSES:
-            return False
-        self.count_poll(job_id)
-        return self.update(job_id, due=due, **values)
-
-
-class FakeMetrics:
-    """Metrics are best effort and not what these tests are about."""
-
-    def archived(self, size: int, seconds: float, lag: float | None) -> None:
-        pass
-
-
-class FakeClient:
-    """An AkoolClient stand-in answering from scripted results or errors, counting calls."""
-
-    def __init__(
-        self,
-        *,
-        akool_id: str = "akool-1",
-        submit_errors: list[AkoolError] | None = None,
-        statuses: list[AkoolStatus | AkoolError] | None = None,
-    ) -> None:
-        self.akool_id = akool_id
-        self.submit_errors = list(submit_errors or [])
-        self.statuses = list(statuses or [])
-        self.submits: list[tuple[str, str, str | None]] = []
-        self.polls: list[str] = []
-        self.bookings: list[float] = []
-        # How far ahead the request budget's next free slot is (0: no queue).
-        self.queue_seconds = 0.0
-
-    def submit(
-        self,
-        video_url: str,
-        audio_url: str,
-        webhook_url: str | None = None,
-        *,
-        before_send: Callable[[], None] | None = None,
-    ) -> str:
-        if before_send is not None:
-            before_send()  # as the real client does, right before the POST leaves
-        self.submits.append((video_url, audio_url, webhook_url))
-        if self.submit_errors:
-            raise self.submit_errors.pop(0)
-        return self.akool_id
-
-    def book_next(self, not_before: float) -> tuple[float, float | None]:
-        self.bookings.append(not_before)
-        if self.queue_seconds > not_before:  # the budget's queue is longer than the backoff
-            return self.queue_seconds, NOW + self.queue_seconds
-        return not_before, None
-
-    def status(self, akool_id: str) -> AkoolStatus:
-        self.polls.append(akool_id)
-        answer = self.statuses.pop(0)
-        if isinstance(answer, AkoolError):
-            raise answer
-        return answer
-
-
-class FakeArchiver:
-    """An Archiver stand-in that records what it was asked to copy."""
-
-    def __init__(self, stored: ArchiveResult | None = None) -> None:
-        self.calls: list[tuple[str, str, str]] = []
-        self.cleanups: list[str] = []
-        self.stored = stored
-
-    def existing(self, job_id: str) -> ArchiveResult | None:
-        return self.stored
-
-    def abort_pending_uploads(self, job_id: str) -> int:
-        self.cleanups.append(job_id)
-        return 0
-
-    def archive(
-        self,
-        job_id: str,
-        akool_id: str,
-        url: str,
-        *,
-        on_progress: Callable[[int, int | None], None] | None = None,
-    ) -> ArchiveResult:
-        self.calls.append((job_id, akool_id, url))
-        if on_progress is not None:
-            on_progress(1234, 1234)
-        key = f"lipsync/{job_id}.mp4"
-        return ArchiveResult(f"s3://videos/{key}", "videos", key, 1234, "0" * 64)
-
-
-def submit(store: FakeStore, client: FakeClient, job_id: str, *, now: float) -> str | None:
-    return submit_step(cast(JobStore, store), cast(AkoolClient, client), job_id, SETTINGS, now=now)
+def submit(
+    store: FakeStore, client: FakeClient, job_id: str, *, now: float, token: str = "run-1"
+) -> str | None:
+    return submit_step(
+        cast(JobStore, store), cast(AkoolClient, client), job_id, SETTINGS, now=now, token=token
+    )
 
 
 def poll(store: FakeStore, client: FakeClient, job_id: str, *, now: float) -> AkoolStatus | None:
     return poll_step(cast(JobStore, store), cast(AkoolClient, client), job_id, now=now)
 
 
-def archive(store: FakeStore, archiver: FakeArchiver, job_id: str, *, now: float) -> str | None:
-    return archive_step(cast(JobStore, store), cast(Archiver, archiver), job_id, now=now)
-
-
 @pytest.fixture
 def store() -> FakeStore:
     return FakeStore()
-
-
-def submitted(store: FakeStore, **values: Any) -> Job:
-    values.setdefault("status", JobStatus.SUBMITTED)
-    values.setdefault("akool_id", "akool-1")
-    values.setdefault("submitted_ts", NOW - 60)
-    values.setdefault("poll_deadline_ts", NOW - 60 + TIMEOUT)
-    values.setdefault("submit_claimed_ts", NOW - 60)
-    return store.add(**values)
 
 
 # --- submit_step -----------------------------------------------------------------------------
@@ -279,14 +106,62 @@ def test_a_final_job_is_not_submitted(store: FakeStore, status: str) -> None:
     assert client.submits == []
 
 
-def test_a_taken_claim_without_an_akool_id_is_not_sent_again(store: FakeStore) -> None:
-    job = store.add(submit_claimed_ts=NOW - 30)
+def test_a_claim_held_by_another_run_is_left_to_it_and_nothing_is_sent(store: FakeStore) -> None:
+    job = store.add(submit_claimed_ts=NOW - 30, submit_claim="run-1")
     client = FakeClient()
-    with pytest.raises(AkoolSubmitUnknown) as info:
-        submit(store, client, job.id, now=NOW)
-    assert isinstance(info.value, PermanentError)
+    assert submit(store, client, job.id, now=NOW, token="run-2") is None
     assert client.submits == []
-    assert store.get(job.id).akool_id is None
+    record = store.get(job.id)
+    assert (record.akool_id, record.error, record.submit_claim) == (None, None, "run-1")
+
+
+def test_a_redelivered_run_finding_a_claim_leaves_the_verdict_to_the_sweeper(
+    store: FakeStore,
+) -> None:
+    # Whether the claim is its own earlier run's or another's, its POST may be in flight.
+    job = store.add(submit_claimed_ts=NOW - 30, submit_claim=None)
+    client = FakeClient()
+    assert submit(store, client, job.id, now=NOW) is None
+    assert client.submits == [] and store.get(job.id).status == JobStatus.QUEUED
+
+
+def test_a_run_that_loses_the_race_for_the_claim_sends_nothing(store: FakeStore) -> None:
+    job = store.add()
+
+    class ClaimedMeanwhile(FakeClient):
+        def submit(self, *args: Any, before_send: Any = None, **kwargs: Any) -> str:
+            store.claim_submit(job.id, "run-1")  # another run, between the read and the send
+            return super().submit(*args, before_send=before_send, **kwargs)
+
+    client = ClaimedMeanwhile()
+    assert submit(store, client, job.id, now=NOW, token="run-2") is None
+    assert client.submits == []
+    assert store.get(job.id).submit_claim == "run-1"
+
+
+def test_a_run_refused_by_the_budget_never_gives_back_another_runs_claim(
+    store: FakeStore,
+) -> None:
+    # A duplicate task that got past the read before the first run claimed: the budget
+    # refuses it a slot (nothing sent), and the first run's claim stays.
+    job = store.add()
+
+    class FirstRunClaims(FakeClient):
+        def submit(self, *args: Any, **kwargs: Any) -> str:
+            store.claim_submit(job.id, "run-1")
+            raise AkoolRateLimited("budget spent", retry_after=0.2)
+
+    with pytest.raises(AkoolRateLimited):
+        submit(store, FirstRunClaims(), job.id, now=NOW, token="run-2")
+    assert store.get(job.id).submit_claim == "run-1"
+    assert store.releases == 0
+
+
+def test_only_the_run_that_took_the_claim_gives_it_back(store: FakeStore) -> None:
+    job = store.add()
+    store.claim_submit(job.id, "run-1")
+    assert store.release_submit(job.id, "run-2") is False
+    assert store.get(job.id).submit_claim == "run-1"
 
 
 def test_submit_answered_with_502_is_not_sent_again(store: FakeStore) -> None:
@@ -298,8 +173,7 @@ def test_submit_answered_with_502_is_not_sent_again(store: FakeStore) -> None:
     assert isinstance(info.value, PermanentError)
     assert store.get(job.id).submit_claimed_ts is not None
     assert store.releases == 0
-    with pytest.raises(AkoolSubmitUnknown):
-        submit(store, client, job.id, now=NOW + 60)
+    assert submit(store, client, job.id, now=NOW + 60) is None  # the claim stays: no resend
     assert len(client.submits) == 1
 
 
@@ -324,11 +198,12 @@ def test_a_submit_that_may_have_reached_akool_is_not_repeated(
 @pytest.mark.parametrize(
     "error",
     [
-        AkoolTransientError("too frequent (code 1005)", code=1005),
+        AkoolBusy("too frequent (code 1005)", code=1005),
+        AkoolBusy("HTTP 429", status=429),
         AkoolTransientError("HTTP 429", status=429),
         AkoolRequestNotSent("connection refused"),
     ],
-    ids=["code-1005", "http-429", "not-sent"],
+    ids=["code-1005", "http-429", "plain-429", "not-sent"],
 )
 def test_a_submit_akool_certainly_did_not_take_is_retried_with_the_claim_released(
     store: FakeStore, error: AkoolError
@@ -342,8 +217,23 @@ def test_a_submit_akool_certainly_did_not_take_is_retried_with_the_claim_release
     assert isinstance(info.value, TransientError)
     assert store.get(job.id).submit_claimed_ts is None
     assert store.releases == 1
+    assert store.get(job.id).wait_on == Wait.AKOOL  # shown while Akool cannot take it
     assert submit(store, client, job.id, now=NOW + 10) == "akool-9"
     assert len(client.submits) == 2
+    assert store.get(job.id).waiting is None
+
+
+def test_a_token_fetch_failing_before_the_claim_proves_nothing_was_sent(store: FakeStore) -> None:
+    # The submit never left: a 503 to getToken is not an ambiguous submit.
+    job = store.add()
+    error = AkoolTransientError("Akool answered HTTP 503", status=503)
+    client = FakeClient(unsent_errors=[error])
+    with pytest.raises(AkoolTransientError) as info:
+        submit(store, client, job.id, now=NOW)
+    assert info.value is error
+    record = store.get(job.id)
+    assert (record.submit_claimed_ts, record.wait_on) == (None, Wait.AKOOL)
+    assert "HTTP 503" in (record.waiting or "")
 
 
 def test_a_submit_refused_with_a_permanent_code_fails_and_releases_the_claim(
@@ -463,22 +353,128 @@ def test_a_job_finished_on_the_last_poll_past_the_deadline_is_not_timed_out(
     assert store.get(job.id).status == JobStatus.ARCHIVING
 
 
-def test_a_transient_poll_error_past_the_deadline_times_out(store: FakeStore) -> None:
+def test_a_poll_without_an_answer_past_the_deadline_is_not_a_timeout(store: FakeStore) -> None:
     job = submitted(store, poll_deadline_ts=NOW - 1)
-    client = FakeClient(statuses=[AkoolTransientError("HTTP 503", status=503)])
-    with pytest.raises(PollTimeout):
+    client = FakeClient(statuses=[AkoolTransientError("Akool answered HTTP 503", status=503)])
+    with pytest.raises(WaitingOnAkool):
         poll(store, client, job.id, now=NOW)
+    record = store.get(job.id)
+    assert not record.is_final and record.wait_on == Wait.AKOOL
     assert client.polls == ["akool-1"]
 
 
-def test_a_transient_poll_error_before_the_deadline_is_retried(store: FakeStore) -> None:
+def test_a_transient_poll_error_makes_the_job_wait_on_akool_and_poll_again(
+    store: FakeStore,
+) -> None:
     job = submitted(store)
-    error = AkoolTransientError("HTTP 503", status=503)
+    error = AkoolTransientError("Akool answered HTTP 503", status=503)
     client = FakeClient(statuses=[error])
-    with pytest.raises(AkoolTransientError) as info:
+    with pytest.raises(WaitingOnAkool) as info:
         poll(store, client, job.id, now=NOW)
-    assert info.value is error
-    assert store.get(job.id).polls == 1
+    assert info.value.__cause__ is error and isinstance(info.value, TransientError)
+    record = store.get(job.id)
+    assert record.polls == 1
+    assert (record.wait_on, record.wait_since_ts, record.wait_tries) == (Wait.AKOOL, NOW, 1)
+    assert record.waiting is not None and "Akool unreachable since" in record.waiting
+    assert "HTTP 503" in record.waiting
+
+
+def test_a_job_waiting_on_akool_is_polled_at_the_poll_max_pace_and_counted_once_logged(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, status=JobStatus.PROCESSING, polls=1)
+    errors: list[AkoolStatus | AkoolError] = [AkoolTransientError("timed out")] * 2
+    client = FakeClient(statuses=errors)
+    with pytest.raises(WaitingOnAkool) as first:
+        scheduled_poll(store, client, job.id)
+    with pytest.raises(WaitingOnAkool) as second:
+        scheduled_poll(store, client, job.id)
+    for info in (first, second):
+        assert info.value.next_in is not None
+        assert SETTINGS.poll_max_seconds / 2 <= info.value.next_in <= SETTINGS.poll_max_seconds
+    assert (first.value.quiet, second.value.quiet) == (False, True)
+    assert store.get(job.id).wait_tries == 2
+    assert store.dues[job.id] == NOW + (second.value.next_in or 0) + 30.0
+
+
+def test_an_answer_after_a_wait_on_akool_ends_it_and_moves_the_deadline_on(
+    store: FakeStore,
+) -> None:
+    # Akool could not be asked for 50 s: none of it counts towards POLL_TIMEOUT_SECONDS.
+    deadline = NOW + 10
+    job = submitted(store, poll_deadline_ts=deadline, wait_on=Wait.AKOOL, wait_since_ts=NOW - 50)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 2)])
+    poll(store, client, job.id, now=NOW)
+    record = store.get(job.id)
+    assert record.poll_deadline_ts == deadline + 50
+    assert (record.wait_on, record.waiting) == (None, None)
+
+
+def test_a_timeout_is_declared_only_on_akools_own_answer_past_the_moved_deadline(
+    store: FakeStore,
+) -> None:
+    job = submitted(store, poll_deadline_ts=NOW - 20, wait_on=Wait.AKOOL, wait_since_ts=NOW - 50)
+    client = FakeClient(statuses=[AkoolStatus("akool-1", 2), AkoolStatus("akool-1", 2)])
+    poll(store, client, job.id, now=NOW)  # the deadline moves to NOW + 30
+    with pytest.raises(PollTimeout):
+        poll(store, client, job.id, now=NOW + 31)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (
+            AkoolPermanentError("Akool says the content does not exist (code 1008)", code=1008),
+            Wait.AKOOL_GONE,
+        ),
+        (
+            AkoolDoneWithoutUrl("Akool reports the job completed but gives no usable video URL"),
+            Wait.AKOOL_URL,
+        ),
+        (AkoolAuthError("Akool refused the credentials (code 1101)", code=1101), Wait.AKOOL),
+        (AkoolBusy("too frequent (code 1005)", code=1005), Wait.AKOOL),
+    ],
+    ids=["code-1008", "done-without-url", "credentials", "too-frequent"],
+)
+def test_no_single_akool_answer_other_than_status_4_fails_a_job(
+    store: FakeStore, error: AkoolError, kind: Wait
+) -> None:
+    job = submitted(store)
+    client = FakeClient(statuses=[error])
+    with pytest.raises(WaitingOnAkool):
+        poll(store, client, job.id, now=NOW)
+    record = store.get(job.id)
+    assert (record.status, record.wait_on) == (JobStatus.SUBMITTED, kind)
+
+
+def test_1008_on_every_poll_for_the_grace_is_proof_the_job_is_gone(store: FakeStore) -> None:
+    grace = SETTINGS.archive_gone_grace_seconds
+    gone = AkoolPermanentError("Akool says the content does not exist (code 1008)", code=1008)
+    job = submitted(store)
+    client = FakeClient(statuses=[gone, gone, gone])
+    for when in (NOW, NOW + grace / 2):
+        with pytest.raises(WaitingOnAkool):
+            poll(store, client, job.id, now=when)
+    with pytest.raises(VideoLost) as info:
+        poll(store, client, job.id, now=NOW + grace)
+    assert isinstance(info.value, PermanentError)
+    assert "ARCHIVE_GONE_GRACE_SECONDS" in str(info.value) and "1008" in str(info.value)
+
+
+def test_akool_unanswered_for_its_file_lifetime_plus_the_grace_fails_saying_so(
+    store: FakeStore,
+) -> None:
+    # The clock passed in: the first failed poll, then one a week and an hour later.
+    end = NOW + AKOOL_FILE_LIFETIME_SECONDS + SETTINGS.archive_gone_grace_seconds
+    job = submitted(store)
+    down = AkoolTransientError("Akool answered HTTP 503", status=503)
+    client = FakeClient(statuses=[down, down, down])
+    for when in (NOW, end - 1):
+        with pytest.raises(WaitingOnAkool):
+            poll(store, client, job.id, now=when)
+    with pytest.raises(VideoLost) as info:
+        poll(store, client, job.id, now=end)
+    assert "7 days" in str(info.value) and "ARCHIVE_GONE_GRACE_SECONDS" in str(info.value)
 
 
 @pytest.mark.parametrize("status", [JobStatus.ARCHIVED, JobStatus.FAILED])
@@ -545,90 +541,6 @@ def test_a_poll_past_the_deadline_is_planned_almost_at_once() -> None:
     assert next_poll_delay(job, SETTINGS, now=NOW) == 0.05
 
 
-# --- archive_step ----------------------------------------------------------------------------
-
-
-def test_an_archived_job_is_not_copied_again(store: FakeStore) -> None:
-    uri = "s3://videos/lipsync/x.mp4"
-    job = submitted(store, status=JobStatus.ARCHIVED, result_url=RESULT, archive_uri=uri)
-    archiver = FakeArchiver()
-    assert archive(store, archiver, job.id, now=NOW) == uri
-    assert archiver.calls == []
-
-
-def test_a_failed_job_is_not_archived(store: FakeStore) -> None:
-    job = submitted(store, status=JobStatus.FAILED, result_url=RESULT)
-    archiver = FakeArchiver()
-    assert archive(store, archiver, job.id, now=NOW) is None
-    assert archiver.calls == []
-
-
-def test_a_finished_job_is_copied_once_and_marked_archived(store: FakeStore) -> None:
-    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT)
-    archiver = FakeArchiver()
-    uri = archive(store, archiver, job.id, now=NOW)
-    assert uri == f"s3://videos/lipsync/{job.id}.mp4"
-    assert archiver.calls == [(job.id, "akool-1", RESULT)]
-    record = store.get(job.id)
-    assert record.status == JobStatus.ARCHIVED
-    assert record.archive_uri == uri
-    assert record.archived_ts == NOW
-    assert record.archive_bytes == 1234
-    assert archive(store, archiver, job.id, now=NOW + 1) == uri
-    assert len(archiver.calls) == 1
-
-
-def test_a_first_archive_attempt_clears_nothing_in_s3(store: FakeStore) -> None:
-    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT)
-    archiver = FakeArchiver()
-    archive(store, archiver, job.id, now=NOW)
-    assert archiver.cleanups == []
-
-
-def test_an_archive_attempt_after_a_stopped_one_clears_its_pending_upload_first(
-    store: FakeStore,
-) -> None:
-    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT, archive_attempts=1)
-    archiver = FakeArchiver()
-    archive(store, archiver, job.id, now=NOW)
-    assert archiver.cleanups == [job.id]
-    assert archiver.calls == [(job.id, "akool-1", RESULT)]
-
-
-class SlowArchiver(FakeArchiver):
-    """A copy whose one read takes longer than a heartbeat interval (a slow file host)."""
-
-    def archive(self, job_id: str, akool_id: str, url: str, **kwargs: Any) -> ArchiveResult:
-        time.sleep(HEARTBEAT_INTERVAL_SECONDS * 2.5)
-        return super().archive(job_id, akool_id, url, **kwargs)
-
-
-def test_a_slow_copy_keeps_telling_the_sweeper_it_is_alive_between_reads(
-    store: FakeStore,
-) -> None:
-    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT)
-    store.dues.clear()
-    beats: list[float] = []
-    heartbeat = store.heartbeat
-
-    def counted(job_id: str, due: float, **kwargs: Any) -> None:
-        beats.append(due)
-        heartbeat(job_id, due, **kwargs)
-
-    store.heartbeat = counted  # type: ignore[method-assign]
-    archive_step(cast(JobStore, store), cast(Archiver, SlowArchiver()), job.id, now=NOW)
-    # One at the start of the attempt, then one a second from the keep-alive thread.
-    assert len(beats) >= 3
-
-
-def test_a_job_without_a_result_url_cannot_be_archived(store: FakeStore) -> None:
-    job = submitted(store, status=JobStatus.PROCESSING)
-    archiver = FakeArchiver()
-    with pytest.raises(JobStateError):
-        archive(store, archiver, job.id, now=NOW)
-    assert archiver.calls == []
-
-
 def test_a_submit_refused_by_the_request_budget_leaves_no_claim(store: FakeStore) -> None:
     job = store.add()
     client = FakeClient(submit_errors=[AkoolRateLimited("budget spent", retry_after=0.5)])
@@ -638,17 +550,6 @@ def test_a_submit_refused_by_the_request_budget_leaves_no_claim(store: FakeStore
 
     assert store.get(job.id).submit_claimed_ts is None
     assert submit(store, client, job.id, now=NOW + 1) == client.akool_id
-
-
-def test_an_archive_already_stored_is_adopted_without_downloading(store: FakeStore) -> None:
-    job = submitted(store, status="archiving", result_url="https://d1.cloudfront.net/x.mp4")
-    key = f"lipsync/{job.id}.mp4"
-    archiver = FakeArchiver(stored=ArchiveResult(f"s3://videos/{key}", "videos", key, 99, ""))
-
-    uri = archive(store, archiver, job.id, now=NOW)
-
-    assert uri == f"s3://videos/{key}" and archiver.calls == []
-    assert store.get(job.id).status == "archived"
 
 
 # --- webhooks on: what is sent to Akool and how often we poll ------------------------------------
@@ -695,7 +596,9 @@ HOOKED = dataclasses.replace(
 
 
 def submit_hooked(store: FakeStore, client: FakeClient, job_id: str) -> str | None:
-    return submit_step(cast(JobStore, store), cast(AkoolClient, client), job_id, HOOKED, now=NOW)
+    return submit_step(
+        cast(JobStore, store), cast(AkoolClient, client), job_id, HOOKED, now=NOW, token="run-2"
+    )
 
 
 def test_the_receiver_url_akool_is_given_names_the_job_and_its_token() -> None:
@@ -735,18 +638,17 @@ def test_a_waiting_job_is_never_sent_again_by_a_repeated_task(store: FakeStore) 
     assert store.get(job.id).submit_unknown_ts == waiting_since
 
 
-def test_a_taken_claim_with_webhooks_on_waits_with_the_unknown_submit_sentence(
+def test_a_claim_found_with_webhooks_on_is_left_to_its_holder_or_the_sweeper(
     store: FakeStore,
 ) -> None:
-    job = store.add(webhook_token=TOKEN, submit_claimed_ts=NOW - 30)
+    job = store.add(webhook_token=TOKEN, submit_claimed_ts=NOW - 30, submit_claim="run-1")
     client = FakeClient()
 
     assert submit_hooked(store, client, job.id) is None
 
     assert client.submits == []
     record = store.get(job.id)
-    assert record.submit_unknown_ts == NOW and record.status == JobStatus.SUBMITTED
-    assert record.submit_unknown_reason == messages.SUBMIT_UNKNOWN
+    assert record.submit_unknown_ts is None and record.status == JobStatus.QUEUED
 
 
 @pytest.mark.parametrize(
@@ -774,7 +676,8 @@ def test_a_job_a_callback_named_during_the_submit_is_left_as_the_callback_made_i
     job = store.add(webhook_token=TOKEN)
 
     class AdoptedWhileSending(FakeClient):
-        def submit(self, *args: Any, **kwargs: Any) -> str:
+        def submit(self, *args: Any, before_send: Any = None, **kwargs: Any) -> str:
+            before_send()  # the claim, right before the POST leaves
             store.jobs[job.id] = dataclasses.replace(store.jobs[job.id], akool_id="akool-5")
             raise AkoolTransientError("timed out")
 

@@ -33,3 +33,25 @@ def test_final_jobs_are_described_by_their_uri_or_their_error() -> None:
         "archived to s3://b/k.mp4"
     )
     assert describe(job(status="failed", error="Akool said no")).endswith("failed: Akool said no")
+
+
+def test_a_waiting_job_says_what_it_waits_on() -> None:
+    waiting = job(
+        status="processing",
+        akool_id="ak1",
+        polls=7,
+        wait_on="akool",
+        wait_since_ts=1_700_000_000.0,
+        wait_tries=3,
+        wait_detail="Akool answered HTTP 503",
+    )
+    assert describe(waiting) == (
+        f"{waiting.id}: processing (Akool ak1, 7 polls); waiting: Akool unreachable since "
+        "2023-11-14 22:13:20 UTC: Akool answered HTTP 503; tried 3 times"
+    )
+
+
+def test_a_failed_job_shows_its_error_not_its_last_wait() -> None:
+    failed = job(status="failed", error="gone", wait_on="file", wait_since_ts=1.0, wait_tries=2)
+    assert describe(failed) == f"{failed.id}: failed: gone"
+    assert failed.waiting is None

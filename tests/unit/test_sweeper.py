@@ -55,6 +55,7 @@ class FakeStore:
         self.dues: dict[str, float] = {}
         self.reopens = reopens
         self.reopened: list[tuple[str, JobStatus, float, float | None]] = []
+        self.fresh_urls: list[bool] = []
         self.forgotten_dues: list[str] = []
         self.outbox = FakeOutbox()
 
@@ -81,9 +82,16 @@ class FakeStore:
         return self.update(job_id, due=due, **values)
 
     def reopen(
-        self, job_id: str, status: JobStatus, *, due: float, poll_deadline: float | None = None
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        due: float,
+        poll_deadline: float | None = None,
+        fresh_url: bool = False,
     ) -> bool:
         self.reopened.append((job_id, status, due, poll_deadline))
+        self.fresh_urls.append(fresh_url)
         return self.reopens
 
     def overdue(self, now: float, limit: int = 500) -> list[str]:
@@ -146,9 +154,17 @@ def test_a_stalled_job_is_redriven_from_the_step_its_record_reached(
 # --- retry ------------------------------------------------------------------------------------
 
 
-def test_retry_archives_a_job_with_a_result() -> None:
+def test_retry_of_a_job_failed_in_the_archive_polls_for_a_fresh_url() -> None:
+    # The URL it failed with may be stale: Akool is asked again before a new download.
     assert (
         retry_step(job(status=JobStatus.FAILED, akool_id="a", result_url="https://x/y"))
+        == Step.POLL
+    )
+
+
+def test_retry_of_a_stuck_archive_archives_it() -> None:
+    assert (
+        retry_step(job(status=JobStatus.ARCHIVING, akool_id="a", result_url="https://x/y"))
         == Step.ARCHIVE
     )
 
@@ -186,11 +202,14 @@ def test_a_failed_poll_is_reopened_with_a_whole_new_poll_window() -> None:
     ]
 
 
-def test_a_failed_archive_is_reopened_as_archiving_without_a_poll_deadline() -> None:
+def test_a_failed_archive_is_reopened_for_a_poll_that_asks_akool_for_a_fresh_url() -> None:
     failed = job(status=JobStatus.FAILED, akool_id="a", result_url=RESULT)
     store = FakeStore(failed)
-    assert reopen(store, failed.id) == Step.ARCHIVE
-    assert store.reopened == [(failed.id, JobStatus.ARCHIVING, NOW + SETTINGS.stall_seconds, None)]
+    assert reopen(store, failed.id) == Step.POLL
+    assert store.reopened == [
+        (failed.id, JobStatus.PROCESSING, NOW + SETTINGS.stall_seconds, NOW + 3600.0)
+    ]
+    assert store.fresh_urls == [True]
 
 
 def test_a_failed_job_that_never_reached_akool_is_queued_again_for_the_queued_stall() -> None:

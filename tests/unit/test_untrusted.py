@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.untrusted import ascii_int, escape_controls
+from worker.untrusted import MAX_URL_CHARS, ascii_int, escape_controls, http_url
 
 
 @pytest.mark.parametrize("text", ["0", "7", "1710757981609", "9" * 18])
@@ -58,3 +58,31 @@ def test_escape_controls_escapes_c0_c1_and_del_and_keeps_the_rest() -> None:
     assert escape_controls("a\u2028b") == "a\\u2028b"  # a line break to some
     # A literal backslash is doubled, so "\\x0a" in a log line always means an escaped LF.
     assert escape_controls("a\\x0a") == "a\\\\x0a"
+
+
+@pytest.mark.parametrize(
+    "value", ["https://d1.cloudfront.net/out.mp4?sig=abc", "http://127.0.0.1:8080/files/x.mp4"]
+)
+def test_an_http_url_with_a_host_is_taken_as_it_is(value: str) -> None:
+    assert http_url(value) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        42,
+        "",
+        "null",
+        "/files/x.mp4",
+        "ftp://h/x.mp4",
+        "https://",
+        "https://a b/x",
+        "https://h/x\n",
+        "https://user:pw@h/x",
+        "https://[::1/x",
+        "https://h/" + "x" * MAX_URL_CHARS,
+    ],
+)
+def test_anything_else_is_no_url(value: object) -> None:
+    assert http_url(value) is None

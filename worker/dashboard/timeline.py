@@ -57,6 +57,8 @@ def build_timeline(job: Job) -> list[Event]:
     if job.completed_ts is not None:
         events.append(Event(job.completed_ts, "completed", "Akool finished the video", "done"))
     events += _archive(job)
+    if job.waiting and job.wait_since_ts is not None:
+        events.append(Event(job.wait_since_ts, "waiting", job.waiting, "error"))
     if job.status == JobStatus.FAILED:
         events.append(Event(job.updated_ts, "failed", job.error or "", "error"))
     if job.expires_ts is not None and job.status != JobStatus.ARCHIVED:

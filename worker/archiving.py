@@ -1,0 +1,175 @@
+"""The third step of a job, as a plain function: copy its result into S3 once.
+
+The Celery task (worker/tasks.py) calls `archive_step` with its dependencies; it is tested
+without Celery. A copy that fails without proof that the video is lost (worker/proof.py:
+the file host answering gone on every try for ARCHIVE_GONE_GRACE_SECONDS) makes the job
+wait on the file, the download or S3, visibly (`Job.waiting`), and the archive is tried
+again until the video's expires_at (`archive_deadline`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+from worker import proof
+from worker.archive import Archiver, ArchiveResult
+from worker.errors import (
+    ArchiveError,
+    JobStateError,
+    LipsyncError,
+    SourceGoneError,
+    StorageError,
+    TransientError,
+    VideoLost,
+    WaitingOnArchive,
+)
+from worker.jobs import Job, JobStore
+from worker.metrics import Metrics
+from worker.settings import ARCHIVE_GONE_GRACE_SECONDS, STALL_SECONDS
+from worker.status import JobStatus, Wait
+
+logger = logging.getLogger(__name__)
+
+# Archive retries stop at the job's expires_at (the video is gone then) or after this long
+# when that is unknown.
+ARCHIVE_FALLBACK_RETRY_SECONDS = 24 * 3600
+# While a video streams, tell the sweeper (and progress bars) this often that the archive is
+# alive and how far it got.
+HEARTBEAT_INTERVAL_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def _kept_alive(
+    store: JobStore, job_id: str, stall: float
+) -> Iterator[Callable[[int, int | None], None]]:
+    """While an archive streams, push the job's due time forward every second from a thread
+    of its own, with the bytes copied so far; yield the progress callback that feeds it.
+
+    Time, not progress, drives it: reading one 8 MiB part from a slow host can take longer
+    than STALL_SECONDS, and the sweeper must not take a slow copy for a dead one. A hung
+    download still ends: its reads time out after DOWNLOAD_TIMEOUT_SECONDS, and a trickle
+    is cut off by the rate floor (worker/download.py).
+    """
+    progress: dict[str, int | None] = {"done": None, "total": None}
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_INTERVAL_SECONDS):
+            try:
+                due = time.time() + stall
+                store.heartbeat(
+                    job_id, due, progress_bytes=progress["done"], total_bytes=progress["total"]
+                )
+            except (LipsyncError, KeyError):
+                logger.debug("Job %s: heartbeat not recorded", job_id)
+
+    def on_progress(done: int, total: int | None) -> None:
+        progress["done"], progress["total"] = done, total
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield on_progress
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT_INTERVAL_SECONDS * 5)
+
+
+def archive_step(
+    store: JobStore,
+    archiver: Archiver,
+    job_id: str,
+    *,
+    now: float | None = None,
+    stall: float = STALL_SECONDS,
+    metrics: Metrics | None = None,
+    grace: float = ARCHIVE_GONE_GRACE_SECONDS,
+) -> str | None:
+    """Copy the result into S3 once; return its s3:// URI (None when the job failed).
+
+    An object already stored for this job (a crash after the upload, before the record was
+    updated) is adopted, not downloaded again. While streaming, the job's due time is pushed
+    forward so the sweeper leaves a long copy alone. A failed copy makes the job wait
+    (WaitingOnArchive, tried again), or fails it on proof that the video is gone (VideoLost:
+    gone answers on every try for `grace` seconds).
+    """
+    job = store.get(job_id)
+    if job.status == JobStatus.FAILED:
+        return None
+    if job.status == JobStatus.ARCHIVED and job.archive_uri:
+        return job.archive_uri
+    if not job.result_url:
+        raise JobStateError(f"job {job_id} has no result URL to archive")
+    store.heartbeat(job_id, time.time() + stall, archive_attempt=True)
+    try:
+        result = _copy(store, archiver, job, stall=stall, metrics=metrics)
+    except ArchiveError as e:
+        if not isinstance(e, TransientError):
+            raise  # our own refusal (a host not allowed, too large): a decision, not an answer
+        _wait(store, job, e, time.time() if now is None else now, grace)
+    stamp = time.time() if now is None else now
+    store.update(
+        job_id,
+        status=JobStatus.ARCHIVED,
+        archive_uri=result.uri,
+        archived_ts=stamp,
+        archive_bytes=result.size,
+        archive_progress_bytes=result.size,
+        **proof.cleared(job),
+    )
+    return result.uri
+
+
+def _copy(
+    store: JobStore, archiver: Archiver, job: Job, *, stall: float, metrics: Metrics | None
+) -> ArchiveResult:
+    """The job's object in S3: adopted when already stored, else streamed from its URL."""
+    result = archiver.existing(job.id)
+    if result is not None:
+        return result
+    if job.archive_attempts:
+        # An earlier attempt was stopped (a worker killed, or cancelled at shutdown): its
+        # multipart upload may still be pending in S3.
+        archiver.abort_pending_uploads(job.id)
+    started = time.monotonic()
+    with _kept_alive(store, job.id, stall) as on_progress:
+        result = archiver.archive(
+            job.id, job.akool_id or "", job.result_url or "", on_progress=on_progress
+        )
+    if metrics is not None:
+        lag = time.time() - job.completed_ts if job.completed_ts else None
+        metrics.archived(result.size, time.monotonic() - started, lag)
+    return result
+
+
+def _wait_kind(error: ArchiveError) -> Wait:
+    """What a copy that failed waits on."""
+    if isinstance(error, SourceGoneError):
+        return Wait.FILE
+    if isinstance(error, StorageError):
+        return Wait.STORAGE
+    return Wait.DOWNLOAD
+
+
+def _wait(store: JobStore, job: Job, error: ArchiveError, now: float, grace: float) -> NoReturn:
+    """Record what the failed copy waits on; VideoLost when that is proof, else
+    WaitingOnArchive (try again)."""
+    values, waiting = proof.with_wait(job, _wait_kind(error), str(error), now)
+    store.update(job.id, **values)
+    lost = proof.verdict(waiting, now, grace)
+    if lost is not None:
+        raise VideoLost(lost) from error
+    sentence = waiting.waiting or str(error)
+    raise WaitingOnArchive(sentence, quiet=waiting.wait_tries > 1) from error
+
+
+def archive_deadline(store: JobStore, job_id: str) -> float:
+    """Until when an archive is worth retrying: while Akool still has the video."""
+    job = store.get(job_id)
+    started = job.completed_ts or job.created_ts
+    return job.expires_ts or started + ARCHIVE_FALLBACK_RETRY_SECONDS
