@@ -161,8 +161,11 @@ def _section(raw: dict[str, Any], seconds: float) -> Section:
         "The job counts by status and the set of finished, unarchived videos are kept by the "
         "Lua scripts that create and move jobs (worker/job_scripts.py); a scrape reads them and "
         "the other counters in one pipelined round trip (four hashes, one counter, ZCOUNT of "
-        "the expiry set for at-risk, the head of the unarchived set, LLEN of each Celery "
-        "queue), then EXISTS on that head's record when there is one.",
+        "the expiry set for at-risk, the head of the unarchived set, the budget's rate, the "
+        "counts of waiting jobs and the head of each family's waiting set, LLEN of each "
+        "Celery queue), then EXISTS on the unarchived head's record when there is one. The "
+        "six waiting commands came with the rule of proof (jobs waiting on Akool, a file, a "
+        "download or S3): 10 commands before.",
         "The one-time count (an upgrade with jobs already in Redis) runs in one Lua script, "
         "O(jobs), blocking Redis that long once; the commands column counts its HMGETs.",
     ]
