@@ -173,6 +173,11 @@ def _archived_with_one_akool_job(deployment: Deployment, job_id: str, video: str
     assert deployment.akool_jobs_for(video) == 1
     assert deployment.submits_for(video) == 1
     assert_archived_once(deployment, job, video)
+    # The second task met the first one's claim while its submit was in flight.
+    met = [
+        line for line in deployment.log_text().splitlines() if f"Job {job_id}: another run" in line
+    ]
+    assert met and all("submit claim" in line and "nothing sent" in line for line in met)
     return job
 
 
@@ -196,7 +201,7 @@ def test_a_second_submit_task_arriving_while_the_first_is_in_flight_changes_noth
     deploy,
 ) -> None:
     deployment: Deployment = deploy(beat=True, **SLOW_SUBMIT)
-    video = video_url(polls=1, submit_delay=6)
+    video = video_url(polls=1, submit_delay=4)
     job_id = deployment.submit(video)
     wait_for(lambda: deployment.submits_for(video) == 1, "the submit to reach Akool")
 
@@ -214,7 +219,7 @@ def test_a_second_submit_task_arriving_while_the_first_is_in_flight_changes_noth
 def test_a_quick_job_archives_within_30_s_while_slow_downloads_hold_the_archive_pool(
     deploy,
 ) -> None:
-    deployment: Deployment = deploy(DOWNLOAD_RATE_WINDOW_SECONDS="8", **FAST)
+    deployment: Deployment = deploy(DOWNLOAD_RATE_WINDOW_SECONDS="4", **FAST)
     # As many archives as the archive worker has pool processes, each from a host trickling
     # 32 KB/s (about 65 s a video), under the floor of DOWNLOAD_MIN_BYTES_PER_SECOND.
     pool = os.cpu_count() or 1  # Celery's default concurrency
