@@ -7,6 +7,6 @@ job = wait_for_job(job_id, timeout=600)   # archived or failed, else TimeoutErro
 """
 
 from worker.api import get_job, submit_lipsync, wait_for_job
-from worker.jobs import Job
+from worker.store import Job
 
 __all__ = ["Job", "get_job", "submit_lipsync", "wait_for_job"]

@@ -11,11 +11,12 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from worker import deps, messages
-from worker.jobs import Job, JobStore, new_job_id
+from worker.clock import wall_clock
+from worker.net import MAX_URL_CHARS, unsafe_char
 from worker.notify import encode_on_complete
-from worker.sweeper import QUEUED_STALL_SECONDS
+from worker.status import QUEUED_STALL_SECONDS
+from worker.store import Job, JobStore, new_job_id
 from worker.tasks import pipeline_signature
-from worker.untrusted import MAX_URL_CHARS, unsafe_char
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def submit_lipsync(
         video_url,
         audio_url,
         webhook_url,
-        due=time.time() + QUEUED_STALL_SECONDS,
+        due=wall_clock() + QUEUED_STALL_SECONDS,
         notify_url=notify_url,
         on_complete=callback,
     )

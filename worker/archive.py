@@ -6,7 +6,7 @@ or grows past the size limit raises inside the upload, which makes s3transfer ab
 multipart upload: a broken copy never becomes the object. All `requests` and `botocore`
 errors are translated here and in worker/download.py into `worker.errors`.
 
-Fetching is guarded against SSRF (worker/netguard.py): a host that resolves to an internal
+Fetching is guarded against SSRF (worker/net/guard.py): a host that resolves to an internal
 address is fetched only when that exact host is listed in ARCHIVE_ALLOWED_HOSTS, a wildcard
 is not enough, and so is plain http or a port other than 443. On every redirect hop the host
 is resolved once, every address checked, and the GET sent to a checked address (DNS
@@ -28,6 +28,12 @@ import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.config import (
+    ARCHIVE_MAX_BYTES,
+    DOWNLOAD_MIN_BYTES_PER_SECOND,
+    DOWNLOAD_RATE_WINDOW_SECONDS,
+    DOWNLOAD_TIMEOUT_SECONDS,
+)
 from worker.download import RateFloor, StreamReader, streaming, watched
 from worker.errors import (
     DownloadError,
@@ -36,9 +42,9 @@ from worker.errors import (
     StorageError,
     StorageRefusedError,
 )
-from worker.jobs import is_job_id
 from worker.names import MiB
-from worker.netguard import (
+from worker.net import (
+    ascii_int,
     check_peer_address,
     checked_address,
     leaves_https,
@@ -46,13 +52,7 @@ from worker.netguard import (
     send_pinned,
     split_url,
 )
-from worker.settings import (
-    ARCHIVE_MAX_BYTES,
-    DOWNLOAD_MIN_BYTES_PER_SECOND,
-    DOWNLOAD_RATE_WINDOW_SECONDS,
-    DOWNLOAD_TIMEOUT_SECONDS,
-)
-from worker.untrusted import ascii_int
+from worker.store import is_job_id
 
 logger = logging.getLogger(__name__)
 

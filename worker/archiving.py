@@ -1,10 +1,10 @@
 """The third step of a job, as a plain function: copy its result into S3 once.
 
 The Celery task (worker/tasks.py) calls `archive_step` with its dependencies; it is tested
-without Celery. A copy that fails without proof that the video is lost (worker/proof.py:
+without Celery. A copy that fails without proof that the video is lost (worker/waiting/proof.py:
 the file host answering gone on every try for ARCHIVE_GONE_GRACE_SECONDS) makes the job
 wait on the file, the download or S3, visibly (`Job.waiting`), and the archive is tried
-again until the video's expires_at (`archive_deadline`).
+again until the video's expires_at (`archive_deadline`, worker/waiting/schedule.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-from worker import proof
 from worker.archive import Archiver, ArchiveResult
+from worker.clock import Clock, wall_clock
+from worker.config import ARCHIVE_GONE_GRACE_SECONDS, STALL_SECONDS
 from worker.errors import (
     ArchiveError,
     JobStateError,
@@ -28,16 +29,13 @@ from worker.errors import (
     VideoLost,
     WaitingOnArchive,
 )
-from worker.jobs import Job, JobStore
 from worker.metrics import Metrics
-from worker.settings import ARCHIVE_GONE_GRACE_SECONDS, STALL_SECONDS
 from worker.status import JobStatus, Wait
+from worker.store import Job, JobStore
+from worker.waiting import proof
 
 logger = logging.getLogger(__name__)
 
-# Archive retries stop at the job's expires_at (the video is gone then) or after this long
-# when that is unknown.
-ARCHIVE_FALLBACK_RETRY_SECONDS = 24 * 3600
 # While a video streams, tell the sweeper (and progress bars) this often that the archive is
 # alive and how far it got.
 HEARTBEAT_INTERVAL_SECONDS = 1.0
@@ -45,7 +43,7 @@ HEARTBEAT_INTERVAL_SECONDS = 1.0
 
 @contextlib.contextmanager
 def _kept_alive(
-    store: JobStore, job_id: str, stall: float
+    store: JobStore, job_id: str, stall: float, clock: Clock
 ) -> Iterator[Callable[[int, int | None], None]]:
     """While an archive streams, push the job's due time forward every second from a thread
     of its own, with the bytes copied so far; yield the progress callback that feeds it.
@@ -61,7 +59,7 @@ def _kept_alive(
     def beat() -> None:
         while not stop.wait(HEARTBEAT_INTERVAL_SECONDS):
             try:
-                due = time.time() + stall
+                due = clock() + stall
                 store.heartbeat(
                     job_id, due, progress_bytes=progress["done"], total_bytes=progress["total"]
                 )
@@ -85,7 +83,7 @@ def archive_step(
     archiver: Archiver,
     job_id: str,
     *,
-    now: float | None = None,
+    clock: Clock = wall_clock,
     stall: float = STALL_SECONDS,
     metrics: Metrics | None = None,
     grace: float = ARCHIVE_GONE_GRACE_SECONDS,
@@ -105,14 +103,14 @@ def archive_step(
         return job.archive_uri
     if not job.result_url:
         raise JobStateError(f"job {job_id} has no result URL to archive")
-    store.heartbeat(job_id, time.time() + stall, archive_attempt=True)
+    store.heartbeat(job_id, clock() + stall, archive_attempt=True)
     try:
-        result = _copy(store, archiver, job, stall=stall, metrics=metrics)
+        result = _copy(store, archiver, job, stall=stall, metrics=metrics, clock=clock)
     except ArchiveError as e:
         if not isinstance(e, TransientError):
             raise  # our own refusal (a host not allowed, too large): a decision, not an answer
-        _wait(store, job, e, time.time() if now is None else now, grace)
-    stamp = time.time() if now is None else now
+        _wait(store, job, e, clock(), grace)
+    stamp = clock()
     store.update(
         job_id,
         status=JobStatus.ARCHIVED,
@@ -126,7 +124,13 @@ def archive_step(
 
 
 def _copy(
-    store: JobStore, archiver: Archiver, job: Job, *, stall: float, metrics: Metrics | None
+    store: JobStore,
+    archiver: Archiver,
+    job: Job,
+    *,
+    stall: float,
+    metrics: Metrics | None,
+    clock: Clock,
 ) -> ArchiveResult:
     """The job's object in S3: adopted when already stored, else streamed from its URL."""
     result = archiver.existing(job.id)
@@ -137,12 +141,12 @@ def _copy(
         # multipart upload may still be pending in S3.
         archiver.abort_pending_uploads(job.id)
     started = time.monotonic()
-    with _kept_alive(store, job.id, stall) as on_progress:
+    with _kept_alive(store, job.id, stall, clock) as on_progress:
         result = archiver.archive(
             job.id, job.akool_id or "", job.result_url or "", on_progress=on_progress
         )
     if metrics is not None:
-        lag = time.time() - job.completed_ts if job.completed_ts else None
+        lag = clock() - job.completed_ts if job.completed_ts else None
         metrics.archived(result.size, time.monotonic() - started, lag)
     return result
 
@@ -166,10 +170,3 @@ def _wait(store: JobStore, job: Job, error: ArchiveError, now: float, grace: flo
         raise VideoLost(lost) from error
     sentence = waiting.waiting or str(error)
     raise WaitingOnArchive(sentence, quiet=waiting.wait_tries > 1) from error
-
-
-def archive_deadline(store: JobStore, job_id: str) -> float:
-    """Until when an archive is worth retrying: while Akool still has the video."""
-    job = store.get(job_id)
-    started = job.completed_ts or job.created_ts
-    return job.expires_ts or started + ARCHIVE_FALLBACK_RETRY_SECONDS

@@ -23,7 +23,8 @@ from billiard.common import TERM_SIGNAL
 from celery import Celery
 from celery.signals import beat_init, task_prerun, worker_init, worker_ready
 
-from worker import deps, download, logs, metrics, preflight
+from worker import deps, download, logs, metrics
+from worker.config import Settings, get_settings, preflight
 from worker.errors import ConfigError
 from worker.names import (
     AKOOL_QUEUE,
@@ -31,7 +32,6 @@ from worker.names import (
     SWEEP_TASK,
     TASK_QUEUES,
 )
-from worker.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

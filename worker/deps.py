@@ -14,13 +14,11 @@ import redis
 from botocore.config import Config
 from redis.sentinel import Sentinel
 
-from worker.akool import AkoolClient
+from worker.akool import AkoolClient, RequestBudget
 from worker.archive import UPLOAD_CONCURRENCY, Archiver
-from worker.jobs import JobStore
+from worker.config import RedisSentinel, Settings, get_settings
 from worker.metrics import Metrics
-from worker.ratelimit import RequestBudget
-from worker.redis_url import RedisSentinel
-from worker.settings import Settings, get_settings
+from worker.store import JobStore
 
 # A Redis call that hangs longer than this is treated as an outage (StoreUnavailable).
 REDIS_SOCKET_TIMEOUT_SECONDS = 10.0

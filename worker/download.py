@@ -26,8 +26,7 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from worker.errors import DownloadError, SourceRefusedError
-from worker.netguard import sever
-from worker.untrusted import ascii_int
+from worker.net import ascii_int, sever
 
 # Samples a rate floor keeps per window: the rate is measured over the window and at most
 # a sixteenth more.

@@ -98,12 +98,12 @@ class PollTimeout(PermanentError):
 
 
 class VideoLost(PermanentError):
-    """The evidence says the video can never be archived (worker/proof.py): gone on every
+    """The evidence says the video can never be archived (worker/waiting/proof.py): gone on every
     try for ARCHIVE_GONE_GRACE_SECONDS, or Akool silent past its file lifetime."""
 
 
 class NotYet(TransientError):
-    """An answer that is not proof (worker/proof.py): the step is tried again. `quiet`: the
+    """An answer that is not proof (worker/waiting/proof.py): the step is tried again. `quiet`: the
     same wait was logged already, so it is said at INFO."""
 
     def __init__(self, message: str, *, quiet: bool = False) -> None:
@@ -171,7 +171,7 @@ class DownloadError(ArchiveError, TransientError):
 
 class SourceGoneError(ArchiveError, TransientError):
     """The file host answered 403/404/410. Not proof by itself (a CDN may not have the file
-    yet): only on every try for ARCHIVE_GONE_GRACE_SECONDS (worker/proof.py)."""
+    yet): only on every try for ARCHIVE_GONE_GRACE_SECONDS (worker/waiting/proof.py)."""
 
 
 class SourceRefusedError(ArchiveError, PermanentError):

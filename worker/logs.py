@@ -15,9 +15,9 @@ from typing import Any
 
 from celery.signals import setup_logging, task_postrun, task_prerun
 
-from worker.jobs import is_job_id
-from worker.settings import get_settings
-from worker.untrusted import escape_controls
+from worker.config import get_settings
+from worker.net import escape_controls
+from worker.store import is_job_id
 
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(job_prefix)s%(message)s"

@@ -2,7 +2,7 @@
 (`job.waiting`), decided in one place.
 
 Errors raised by the Akool client and the archiver carry their own sentence (code tables in
-worker/akool.py, S3 and download failures in worker/archive.py); this module words what the
+worker/akool/client.py, S3 and download failures in worker/archive.py); this module words what the
 pipeline itself concludes, and how any error becomes the job's error.
 """
 

@@ -8,7 +8,7 @@ be written never fails a job.
 
 A scrape costs a bounded number of Redis commands, whatever the number of jobs: the job
 counts by status and the set of unarchived finished videos are kept by the Lua scripts that
-move jobs (worker/job_scripts.py), and everything is read in one pipelined round trip
+move jobs (worker/store/scripts.py), and everything is read in one pipelined round trip
 (SCRAPE_COMMANDS commands), then EXISTS on the record at the head of the unarchived set; a
 dead head (its record expired) costs a ZREM and a ZRANGE more, at most UNARCHIVED_PROBES
 times a scrape. The jobs waiting while a fault passes are counted by family and kept in a
@@ -19,7 +19,6 @@ sorted set each by the same scripts, so their counts and oldest waits are in tha
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +32,11 @@ from prometheus_client.core import (
     Metric,
 )
 
-from worker import job_scripts, keys
+from worker.clock import Clock, wall_clock
 from worker.names import QUEUES
-from worker.status import WAIT_FAMILIES, JobStatus
-from worker.sweeper import AT_RISK_SECONDS
+from worker.status import AT_RISK_SECONDS, WAIT_FAMILIES, JobStatus
+from worker.store import keys
+from worker.store import scripts as job_scripts
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +115,15 @@ class FleetCollector:
     """A Prometheus collector reading the fleet's state from Redis at scrape time, in a
     bounded number of commands."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, clock: Clock = wall_clock) -> None:
         self._redis = client
+        self._clock = clock
         self._count_jobs = client.register_script(job_scripts.COUNT_JOBS)
 
     def collect(self) -> Iterator[Metric]:
         """Read the fleet's state once per scrape."""
-        snapshot = self.read(time.time())
+        now = self._clock()
+        snapshot = self.read(now)
         yield _jobs_by_status(snapshot.jobs)
         yield _polls_waiting(snapshot.jobs)
         yield _queue_lengths(snapshot.queues)
@@ -132,7 +134,7 @@ class FleetCollector:
         yield _corrupt(snapshot.corrupt)
         if snapshot.budget_rps is not None:
             yield _budget_rps(snapshot.budget_rps)
-        yield from _waiting(snapshot.waiting or {}, time.time())
+        yield from _waiting(snapshot.waiting or {}, now)
 
     def read(self, now: float) -> Snapshot:
         """Everything a scrape shows, in one pipelined round trip (plus, once per Redis, the

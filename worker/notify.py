@@ -2,39 +2,34 @@
 
 A job may carry `on_complete` (a Celery signature, stored as JSON) and `notify_url` (an
 http(s) URL). The write that makes a job `archived` or `failed` also puts it in the outbox
-(worker/outbox.py), atomically. `announce_end` then asks a worker to deliver it now: the
-`lipsync.notify` task claims the job's entry, calls the signature with the job id as its
-first argument, POSTs the job record as JSON to the URL (under NOTIFY_ALLOWED_HOSTS), and
-removes the entry only when both went out, or it gave up after its bounded retries, with
-the reason on the job (`notify_error`). A worker that dies on the way leaves the entry for
-the sweeper. Nothing here fails a job: a notification's trouble is logged and recorded.
+(worker/store/outbox.py), atomically. `announce_end` then asks a worker to deliver it now:
+the `lipsync.notify` task claims the job's entry and `deliver_end` calls the signature with
+the job id as its first argument, POSTs the job record as JSON to the URL (under
+NOTIFY_ALLOWED_HOSTS), and removes the entry only when both went out, or it gave up after
+its bounded retries, with the reason on the job (`notify_error`). A worker that dies on the
+way leaves the entry for the sweeper. Nothing here fails a job: a notification's trouble is
+logged and recorded. Celery stays out of this module: the task (worker/tasks.py) passes in
+how to enqueue and how to publish.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from celery import signature
 
-from worker import deps
-from worker.celery_app import app
+from worker.clock import Clock, wall_clock
 from worker.errors import NotifyFailed, NotifyRefused
-from worker.jobs import Job, JobStore
-from worker.names import NOTIFY_TASK, TASK_QUEUES
-from worker.outbound import post_json
+from worker.net import post_json
+from worker.store import Job, JobStore
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT_SECONDS = 10.0
-# How long one delivery attempt holds a job's notification: well above the POST's timeout.
-# A worker that dies holding it is replaced by the sweeper once the lease has passed.
-NOTICE_LEASE_SECONDS = 60.0
 # Answers that say "later": the receiver is busy or down, not refusing the record.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
@@ -62,42 +57,54 @@ def on_complete_signature(job: Job) -> dict[str, Any] | None:
         return None
 
 
-def announce_end(job_id: str) -> None:
-    """Ask a worker to deliver the ended job's notification now; never raises.
+def announce_end(store: JobStore, job_id: str, send: Callable[[str], object]) -> None:
+    """Ask a worker to deliver the ended job's notification now (`send` enqueues the
+    delivery task); never raises.
 
     Its outbox entry, written with the final status, gets it delivered even when this call
     never happens (a worker killed in between) or fails (Redis away for a moment).
     """
     try:
-        if deps.job_store().outbox.pending(job_id):
-            app.send_task(NOTIFY_TASK, args=[job_id], queue=TASK_QUEUES[NOTIFY_TASK])
+        if store.outbox.pending(job_id):
+            send(job_id)
     except Exception:
         logger.exception("Job %s: could not ask for its end to be announced", job_id)
 
 
-def deliver_end(store: JobStore, job_id: str, *, allowed_hosts: Iterable[str]) -> None:
+# (signature dict, job id) -> None: sends the application's on_complete task.
+Publish = Callable[[Mapping[str, Any], str], object]
+
+
+def deliver_end(
+    store: JobStore,
+    job_id: str,
+    *,
+    allowed_hosts: Iterable[str],
+    publish: Publish,
+    clock: Clock = wall_clock,
+) -> None:
     """Send what the ended job still owes the application, then take it off the outbox.
 
-    The on_complete signature first, then the notify_url POST; each is recorded on the job
-    as soon as it went out, so a retry repeats neither. Raises NotifyFailed (try again) or
-    NotifyRefused (never) from the POST.
+    The on_complete signature first (sent with `publish`), then the notify_url POST; each
+    is recorded on the job as soon as it went out, so a retry repeats neither. Raises
+    NotifyFailed (try again) or NotifyRefused (never) from the POST.
     """
     job = store.get(job_id)
     signature_dict = on_complete_signature(job)
     if signature_dict is not None and job.on_complete_sent_ts is None:
-        _call(signature_dict, job_id)
-        store.outbox.note(job_id, on_complete_sent_ts=time.time())
+        _call(publish, signature_dict, job_id)
+        store.outbox.note(job_id, on_complete_sent_ts=clock())
     done: dict[str, Any] = {"notify_error": None}
     if job.notify_url and job.notified_ts is None:
         deliver(store, job_id, allowed_hosts=tuple(allowed_hosts))
-        done["notified_ts"] = time.time()
+        done["notified_ts"] = clock()
     store.outbox.finish(job_id, **done)
     logger.info("Job %s: its end was announced", job_id)
 
 
-def _call(sig: Mapping[str, Any], job_id: str) -> None:
+def _call(publish: Publish, sig: Mapping[str, Any], job_id: str) -> None:
     try:
-        signature(dict(sig), app=app).apply_async(args=(job_id,))
+        publish(sig, job_id)
     except Exception as e:
         # Publishing failed (the broker is away): try again later, with the policy's waits.
         raise NotifyFailed(f"on_complete {sig.get('task')} could not be sent ({e})") from e
@@ -115,7 +122,7 @@ def deliver(
 
     `allowed_hosts` is NOTIFY_ALLOWED_HOSTS (default: its default, any public host). The
     POST goes only to an address of the URL's host checked under it, over https unless the
-    host is listed exactly (worker/outbound.py). Raises NotifyFailed when trying again may
+    host is listed exactly (worker/net/outbound.py). Raises NotifyFailed when trying again may
     help, NotifyRefused when it will not (a refused URL, to which nothing is sent, or a 3xx
     or 4xx answer).
     """

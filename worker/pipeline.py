@@ -4,7 +4,7 @@ archive, is worker/archiving.py).
 Celery tasks (worker/tasks.py) call these with their dependencies; everything that decides
 what happens to a job lives here and is tested without Celery. Each step is idempotent: a
 redelivered or duplicated task finds the record already advanced and does no work twice.
-An answer that is not proof the video is lost (worker/proof.py) makes the job wait: its
+An answer that is not proof the video is lost (worker/waiting/proof.py) makes the job wait: its
 record says on what (`Job.waiting`), and the step is tried again.
 """
 
@@ -13,12 +13,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-import time
 from typing import Any, NoReturn
 
-from worker import messages, proof
-from worker.akool import CODE_NOT_FOUND, HTTP_TOO_MANY_REQUESTS, AkoolClient, AkoolStatus
-from worker.backoff import backoff_seconds, clip_to_deadline
+from worker import messages
+from worker.akool import (
+    CODE_NOT_FOUND,
+    HTTP_TOO_MANY_REQUESTS,
+    AkoolClient,
+    AkoolStatus,
+    await_callback,
+    callback_url,
+)
+from worker.clock import Clock, wall_clock
+from worker.config import (
+    AKOOL_FILE_LIFETIME_SECONDS,
+    STALL_SECONDS,
+    Settings,
+)
 from worker.errors import (
     AkoolBusy,
     AkoolDoneWithoutUrl,
@@ -36,29 +47,17 @@ from worker.errors import (
     VideoLost,
     WaitingOnAkool,
 )
-from worker.jobs import Job, JobStore
-from worker.reconcile import await_callback, callback_url
-from worker.settings import (
-    AKOOL_CONNECT_TIMEOUT_SECONDS,
-    AKOOL_FILE_LIFETIME_SECONDS,
-    STALL_SECONDS,
-    Settings,
-)
 from worker.status import JobStatus, Wait
+from worker.store import Job, JobStore
+from worker.waiting import next_poll_delay, proof, submit_stall_seconds, waiting_poll_delay
 
 logger = logging.getLogger(__name__)
 
-# A poll countdown waits unacknowledged in the worker: it must stay far below the broker's
-# visibility timeout (see worker/celery_app.py), whatever WEBHOOK_POLL_MAX_SECONDS says.
-LONGEST_POLL_COUNTDOWN_SECONDS = 900.0
 # The settings a step uses when it is given none (plain calls, tests): the defaults.
 DEFAULT_SETTINGS = Settings()
 # Random bytes of a submit claim's token: one per step run, so a redelivered copy of the same
 # task (same task id) is another run and cannot give back a claim it did not take.
 CLAIM_TOKEN_BYTES = 12
-# The backoff attempt whose wait is at its ceiling (POLL_MAX_SECONDS) whatever the settings:
-# a job waiting on Akool is polled at that pace.
-CEILING_ATTEMPT = 62
 
 
 def _proves_not_created(error: AkoolError, claimed: bool) -> bool:
@@ -74,18 +73,13 @@ def _proves_not_created(error: AkoolError, claimed: bool) -> bool:
     return error.code is not None or error.status == HTTP_TOO_MANY_REQUESTS
 
 
-def submit_stall_seconds(settings: Settings) -> float:
-    """How long a running submit may stay silent: its longest Akool call plus the margin."""
-    return settings.akool_timeout_seconds + AKOOL_CONNECT_TIMEOUT_SECONDS + settings.stall_seconds
-
-
 def submit_step(
     store: JobStore,
     client: AkoolClient,
     job_id: str,
     settings: Settings,
     *,
-    now: float | None = None,
+    clock: Clock = wall_clock,
     token: str | None = None,
 ) -> str | None:
     """Send the job to Akool at most once; return Akool's id.
@@ -94,7 +88,7 @@ def submit_step(
     (a duplicated or redelivered task), or a submit claim is held, by another run whose POST
     may be in flight or by one that died (the sweeper settles that once it is overdue), or
     the submit's outcome is unknown and the job waits for Akool's callback to name it
-    (worker/reconcile.py). `token` names this step run's claim (default: a random one).
+    (worker/akool/reconcile.py). `token` names this step run's claim (default: a random one).
     """
     job = store.get(job_id)
     if job.is_final or job.akool_id or job.submit_unknown_ts is not None:
@@ -103,18 +97,18 @@ def submit_step(
         logger.info("Job %s: another run holds its submit claim; nothing sent", job_id)
         return None
     # From here the sweeper expects an answer within the longest Akool call.
-    store.heartbeat(job_id, time.time() + submit_stall_seconds(settings))
-    claim = SubmitClaim(store, job_id, settings, token or new_claim_token())
+    store.heartbeat(job_id, clock() + submit_stall_seconds(settings))
+    claim = SubmitClaim(store, job_id, settings, token or new_claim_token(), clock)
     try:
-        akool_id = _send_submit(store, client, job, settings, claim)
+        akool_id = _send_submit(store, client, job, settings, claim, clock)
     except SubmitClaimTaken:
         logger.info("Job %s: another run took its submit claim first; nothing sent", job_id)
         return None
     except AkoolSubmitUnknown as e:
-        if await_callback(store, job, str(e), settings, now=_stamp(now)):
+        if await_callback(store, job, str(e), settings, now=clock()):
             return None
         raise
-    stamp = _stamp(now)
+    stamp = clock()
     store.update(
         job_id,
         due=stamp + settings.stall_seconds,
@@ -127,10 +121,6 @@ def submit_step(
     )
     logger.info("Submitted %s to Akool as %s", job_id, akool_id)
     return akool_id
-
-
-def _stamp(now: float | None) -> float:
-    return time.time() if now is None else now
 
 
 def new_claim_token() -> str:
@@ -148,8 +138,11 @@ class SubmitClaim:
     back: the token it was taken with is compared in the script that releases it.
     """
 
-    def __init__(self, store: JobStore, job_id: str, settings: Settings, token: str) -> None:
+    def __init__(
+        self, store: JobStore, job_id: str, settings: Settings, token: str, clock: Clock
+    ) -> None:
         self._store = store
+        self._clock = clock
         self._job_id = job_id
         self._settings = settings
         self._token = token
@@ -164,7 +157,7 @@ class SubmitClaim:
             raise SubmitClaimTaken(f"job {self._job_id}: another run holds its submit claim")
         self.taken = True
         stall = submit_stall_seconds(self._settings)
-        self._store.heartbeat(self._job_id, time.time() + stall)
+        self._store.heartbeat(self._job_id, self._clock() + stall)
 
     def release(self) -> None:
         """Give the claim back if this run took it (a failure proved nothing was created)."""
@@ -184,20 +177,13 @@ def webhook_for(job: Job, settings: Settings) -> str | None:
     return callback_url(settings.akool_webhook_url, job.id, job.webhook_token)
 
 
-def poll_settings(settings: Settings, job: Job) -> Settings:
-    """The settings that schedule this job's polls: with our webhook receiver told about the
-    job, polling is only the safety net, so its longest interval is WEBHOOK_POLL_MAX_SECONDS
-    (capped, like POLL_MAX_SECONDS, far below the broker's visibility timeout)."""
-    if not settings.akool_webhook_url or job.webhook_url:
-        return settings
-    longest = max(settings.webhook_poll_max_seconds, settings.poll_initial_seconds)
-    return dataclasses.replace(
-        settings, poll_max_seconds=min(longest, LONGEST_POLL_COUNTDOWN_SECONDS)
-    )
-
-
 def _send_submit(
-    store: JobStore, client: AkoolClient, job: Job, settings: Settings, claim: SubmitClaim
+    store: JobStore,
+    client: AkoolClient,
+    job: Job,
+    settings: Settings,
+    claim: SubmitClaim,
+    clock: Clock,
 ) -> str:
     try:
         return client.submit(
@@ -211,7 +197,7 @@ def _send_submit(
             claim.release()
             if isinstance(e, AkoolTransientError):
                 # Akool could not take it now: the job waits on Akool, visibly.
-                store.update(job.id, **proof.waited(job, Wait.AKOOL, str(e), time.time()))
+                store.update(job.id, **proof.waited(job, Wait.AKOOL, str(e), clock()))
             raise
         if isinstance(e, AkoolTransientError):
             raise AkoolSubmitUnknown(
@@ -223,44 +209,12 @@ def _send_submit(
         raise
 
 
-def next_poll_delay(job: Job, settings: Settings, *, now: float | None = None) -> float:
-    """Seconds until the next poll: exponential backoff with jitter, never past the deadline."""
-    now = time.time() if now is None else now
-    delay = backoff_seconds(
-        max(job.polls - 1, 0), settings.poll_initial_seconds, settings.poll_max_seconds
-    )
-    deadline = job.poll_deadline_ts if job.poll_deadline_ts is not None else now + delay
-    return clip_to_deadline(delay, now, deadline)
-
-
-def plan_next_poll(
-    store: JobStore,
-    job_id: str,
-    settings: Settings,
-    *,
-    at_least: float = 0.0,
-    reserved: float | None = None,
-) -> float:
-    """Choose the countdown to the next poll and tell the sweeper when to expect it.
-
-    A poll that was due but holds a slot of the request budget `reserved` seconds ahead
-    comes back exactly then: the slot is its turn, and the backoff already passed.
-    """
-    now = time.time()
-    if reserved is not None:
-        delay = reserved
-    else:
-        delay = max(next_poll_delay(store.get(job_id), settings, now=now), at_least)
-    store.heartbeat(job_id, now + delay + settings.stall_seconds)
-    return delay
-
-
 def poll_step(
     store: JobStore,
     client: AkoolClient,
     job_id: str,
     *,
-    now: float | None = None,
+    clock: Clock = wall_clock,
     stall: float = STALL_SECONDS,
     job: Job | None = None,
     schedule: Settings | None = None,
@@ -273,7 +227,7 @@ def poll_step(
     of the request budget booked at once when the budget's queue is longer than that.
     Raises AkoolJobFailed on status 4 and PollTimeout once Akool still says queued or
     processing past the deadline; Akool is always asked once more before a timeout is
-    declared. Without a usable answer (worker/proof.py) the job waits on Akool, which does
+    declared. Without a usable answer (worker/waiting/proof.py) the job waits on Akool, which does
     not count towards the deadline: WaitingOnAkool (poll again), or VideoLost on proof.
     """
     job = store.get(job_id) if job is None else job
@@ -286,8 +240,8 @@ def poll_step(
     except AkoolRateLimited:
         raise  # Akool was not asked: nothing to count, nothing to wait on
     except AkoolError as e:
-        _unanswered(store, client, job, e, _stamp(now), stall=stall, schedule=schedule)
-    return _record_status(store, client, job, status, _stamp(now), stall=stall, schedule=schedule)
+        _unanswered(store, client, job, e, clock(), stall=stall, schedule=schedule)
+    return _record_status(store, client, job, status, clock(), stall=stall, schedule=schedule)
 
 
 def _wait_kind(error: AkoolError) -> Wait:
@@ -297,14 +251,6 @@ def _wait_kind(error: AkoolError) -> Wait:
     if isinstance(error, AkoolDoneWithoutUrl):
         return Wait.AKOOL_URL
     return Wait.AKOOL
-
-
-def waiting_poll_delay(schedule: Settings) -> float:
-    """How long a job waiting on Akool waits for its next poll: the schedule's longest
-    interval (POLL_MAX_SECONDS), with jitter so waiting jobs do not all come back at once."""
-    return backoff_seconds(
-        CEILING_ATTEMPT, schedule.poll_initial_seconds, schedule.poll_max_seconds
-    )
 
 
 def _unanswered(
@@ -402,13 +348,14 @@ def await_completion(
     stall: float = STALL_SECONDS,
     job: Job | None = None,
     schedule: Settings | None = None,
+    clock: Clock = wall_clock,
 ) -> bool:
     """Poll once: True when Akool is done (archive next), False when the job is final.
 
     Raises StillProcessing (transient: poll again on the schedule, see `poll_step`) while
     Akool works.
     """
-    status = poll_step(store, client, job_id, stall=stall, job=job, schedule=schedule)
+    status = poll_step(store, client, job_id, stall=stall, job=job, schedule=schedule, clock=clock)
     if status is None:
         return False
     if not status.done:

@@ -1,13 +1,21 @@
-"""The statuses of a job, written and compared everywhere as `JobStatus`, and what an
-unfinished job may wait on (`Wait`).
+"""The statuses of a job, written and compared everywhere as `JobStatus`, what an
+unfinished job may wait on (`Wait`), and the two spans of a job's life that the sweeper, the
+expiry guard, the metrics and the dashboard all measure by.
 
-A leaf module: no settings, no project imports. Both are `str` enums, so a value read back
-from Redis or JSON compares equal to its member (`JobStatus.FAILED == "failed"`).
+A leaf module: no settings, no project imports. Both enums are `str` enums, so a value read
+back from Redis or JSON compares equal to its member (`JobStatus.FAILED == "failed"`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+# A job still queued this long after submission is re-driven by the sweeper (its message
+# may have been lost with a worker that had reserved it). Re-driving is harmless: the submit
+# claim makes every copy after the first a no-op.
+QUEUED_STALL_SECONDS = 300.0
+# How far ahead the expiry guard looks: a day leaves time for an operator to act.
+AT_RISK_SECONDS = 24 * 3600
 
 
 class JobStatus(StrEnum):
@@ -30,7 +38,7 @@ FINAL_STATUSES = frozenset({JobStatus.ARCHIVED, JobStatus.FAILED})
 
 
 class Wait(StrEnum):
-    """What an unfinished job waits on while a fault passes (worker/proof.py): an answer
+    """What an unfinished job waits on while a fault passes (worker/waiting/proof.py): an answer
     that is "not yet", not proof that the video is lost. Stored in the record's `wait_on`;
     the metric `lipsync_jobs_waiting{on}` counts the jobs by its `family`."""
 

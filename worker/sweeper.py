@@ -4,7 +4,7 @@ Every unfinished job has a due time in Redis: the moment by which its current st
 progress (a poll expected, an archive heartbeat). `sweep` finds jobs past it, which nothing is
 working on (a worker was killed, a message was lost), and re-drives them from the step they
 reached, never submitting to Akool again once a submit may have gone out: such a job waits
-for Akool's callback to name it (worker/reconcile.py) and fails when that wait ends, or at
+for Akool's callback to name it (worker/akool/reconcile.py) and fails when that wait ends, or at
 once when no callback can. `at_risk` lists jobs whose video Akool deletes soon and which are
 not archived.
 """
@@ -12,25 +12,18 @@ not archived.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker import messages
-from worker.jobs import Job, JobStore
+from worker.akool import await_callback
+from worker.config import Settings
 from worker.names import Step
-from worker.reconcile import await_callback
-from worker.settings import Settings
-from worker.status import JobStatus
+from worker.status import AT_RISK_SECONDS, QUEUED_STALL_SECONDS, JobStatus
+from worker.store import Job, JobStore
 
 logger = logging.getLogger(__name__)
 
-# A job still queued this long after submission is re-driven by the sweeper (its message may
-# have been lost with a worker that had reserved it). Re-driving is harmless: the submit
-# claim makes every copy after the first a no-op.
-QUEUED_STALL_SECONDS = 300.0
-# How far ahead the expiry guard looks: a day leaves time for an operator to act.
-AT_RISK_SECONDS = 24 * 3600
 # Re-drives of one job back off (stall x 2^n) so a job that is merely slow, for example
 # waiting behind a long queue, is not re-driven over and over.
 MAX_REDRIVE_DOUBLINGS = 6
@@ -113,14 +106,13 @@ def sweep(
     redrive: Callable[[str, Step], None],
     *,
     announce: Callable[[str], None] | None = None,
-    now: float | None = None,
+    now: float,
     limit: int = 500,
 ) -> SweepResult:
     """Re-drive every overdue job; fail those whose submit outcome cannot be known; and
     with `announce`, deliver notifications left in the outbox (a worker died, a retry is
     due). Each record is handled on its own: one that cannot be read is skipped (and
     logged once), never stopping the others."""
-    now = time.time() if now is None else now
     result = SweepResult([], [])
     for job_id in store.overdue(now, limit):
         job = store.read(job_id)
@@ -159,7 +151,7 @@ def _submit_unknown(
     store: JobStore, settings: Settings, job: Job, now: float, result: SweepResult
 ) -> None:
     """A job whose submit left but whose answer was never recorded: it waits for Akool's
-    callback to name it when one can (worker/reconcile.py), and fails once that wait is over
+    callback to name it when one can (worker/akool/reconcile.py), and fails once that wait is over
     (at once when none can), never by a second submit."""
     if job.submit_unknown_ts is None:
         if await_callback(store, job, messages.SUBMIT_UNKNOWN, settings, now=now):
@@ -179,9 +171,8 @@ def _submit_unknown(
         result.failed.append(job.id)
 
 
-def at_risk(store: JobStore, *, now: float | None = None) -> list[Job]:
+def at_risk(store: JobStore, *, now: float) -> list[Job]:
     """Jobs not archived whose video Akool deletes within AT_RISK_SECONDS."""
-    now = time.time() if now is None else now
     jobs = []
     for job_id in store.expiring(now + AT_RISK_SECONDS):
         job = store.read(job_id)

@@ -2,35 +2,28 @@
 retry.
 
 The chain is submit -> poll -> archive; each task passes the job id on. The logic lives in
-worker/pipeline.py (the steps) and worker/sweeper.py (recovery); each task's retry policy is
-a `RetryPolicy` (worker/retries.py) and one runner, `_run`, applies them all. A permanent
-error, or a transient one past its ceiling, fails the job with a sentence from
-worker/messages.py and ends the chain (Ignore). A job that ends is announced to the
-application (worker/notify.py).
+worker/pipeline.py and worker/archiving.py (the steps) and worker/sweeper.py (recovery);
+each task's retry policy is built in worker/waiting/policy.py, and one runner, `_run`,
+applies them all. A permanent error, or a transient one past its ceiling, fails the job with
+a sentence from worker/messages.py and ends the chain (Ignore). A job that ends is announced
+to the application (worker/notify.py). The tasks are where the wall clock is read.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from celery import Task, chain, uuid
+from celery import Task, chain, signature, uuid
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from worker import deps, messages, notify, retries
-from worker.archiving import archive_deadline, archive_step
+from worker import deps, messages, notify
+from worker.akool import SlotReserved, holding_slot
+from worker.archiving import archive_step
 from worker.celery_app import AKOOL_TASK_TIME_LIMIT_SECONDS, ARCHIVE_TIME_LIMIT_SECONDS, app
-from worker.errors import (
-    AkoolBusy,
-    AkoolRateLimited,
-    AkoolRequestNotSent,
-    LipsyncError,
-    NotYet,
-    PollAgain,
-    TransientError,
-)
+from worker.clock import wall_clock
+from worker.errors import AkoolRateLimited, LipsyncError, NotYet, PollAgain, TransientError
 from worker.names import (
     ARCHIVE_TASK,
     EXPIRY_GUARD_TASK,
@@ -41,95 +34,20 @@ from worker.names import (
     TASK_QUEUES,
     Step,
 )
-from worker.pipeline import (
-    await_completion,
-    index_akool_id,
-    plan_next_poll,
-    poll_settings,
-    submit_step,
-)
-from worker.ratelimit import SlotReserved, holding_slot
+from worker.pipeline import await_completion, index_akool_id, submit_step
 from worker.sweeper import at_risk, reopen_for_retry, sweep
+from worker.waiting import (
+    RetryPolicy,
+    archive_policy,
+    decide,
+    notify_policy,
+    poll_policy,
+    poll_settings,
+    submit_policy,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# A submit that keeps meeting outages gives up after this many tries (about 12 minutes with
-# the default POLL_MAX_SECONDS between them).
-SUBMIT_MAX_RETRIES = 15
-# About four minutes of tries (1 s doubling to 2 min, with jitter) before giving up.
-NOTIFY_MAX_RETRIES = 8
-NOTIFY_INITIAL_SECONDS = 1.0
-NOTIFY_MAX_SECONDS = 120.0
-LEASE_SECONDS = notify.NOTICE_LEASE_SECONDS
-
-
-# --- Retry policies: which errors retry, how long to wait, and the ceiling ------------------
-
-
-def _step_backoff(job_id: str, retries_so_far: int, error: BaseException) -> float:
-    """Backoff on POLL_INITIAL_SECONDS..POLL_MAX_SECONDS, or longer when told to wait."""
-    s = deps.settings()
-    return retries.exponential(s.poll_initial_seconds, s.poll_max_seconds)(
-        job_id, retries_so_far, error
-    )
-
-
-def _expected_back(job_id: str, retries_so_far: int, error: BaseException) -> float:
-    """The step's backoff, and tell the sweeper when to expect the task back (a submit
-    waiting for the request budget or for Akool, an archive waiting on the file or S3), so
-    the wait is not taken for a stall and re-driven in a second loop."""
-    delay = _step_backoff(job_id, retries_so_far, error)
-    deps.job_store().heartbeat(job_id, time.time() + delay + deps.settings().stall_seconds)
-    return delay
-
-
-def _next_poll(job_id: str, _retries: int, error: BaseException) -> float:
-    """The poll schedule (backoff by polls made, clipped to the deadline), or the slot of
-    the request budget reserved for this poll; and tell the sweeper when to expect it."""
-    if isinstance(error, PollAgain) and error.next_in is not None:
-        return error.next_in  # planned and recorded by the poll itself
-    store = deps.job_store()
-    schedule = poll_settings(deps.settings(), store.get(job_id))
-    if isinstance(error, SlotReserved):
-        return plan_next_poll(store, job_id, schedule, reserved=error.retry_after)
-    return plan_next_poll(store, job_id, schedule, at_least=retries.extra_wait(error))
-
-
-# Waits for the fleet's request budget, or while Akool cannot be asked (no connection, 1005,
-# 429), do not count: they delay a submit, they prove nothing about it. Akool's own "try again
-# later" about the job (1015, 1201, 1205) counts.
-SUBMIT_RETRY = retries.RetryPolicy(
-    retry_on=(TransientError, SoftTimeLimitExceeded),
-    wait=_expected_back,
-    max_retries=SUBMIT_MAX_RETRIES,
-    uncounted=(AkoolRateLimited, AkoolRequestNotSent, AkoolBusy),
-)
-# No ceiling here: the poll deadline (POLL_TIMEOUT_SECONDS) is the step's own, which asks
-# Akool once more before it declares a timeout.
-POLL_RETRY = retries.RetryPolicy(retry_on=(TransientError,), wait=_next_poll)
-# While Akool still has the video, an archive is worth trying again.
-ARCHIVE_RETRY = retries.RetryPolicy(
-    retry_on=(TransientError, SoftTimeLimitExceeded),
-    wait=_expected_back,
-    deadline=lambda job_id: archive_deadline(deps.job_store(), job_id),
-)
-_notify_backoff = retries.exponential(NOTIFY_INITIAL_SECONDS, NOTIFY_MAX_SECONDS)
-
-
-def _next_notice(job_id: str, retries_so_far: int, error: BaseException) -> float:
-    """The notification's backoff; the job's outbox entry stays held by this task until its
-    retry is due (plus the lease), and the job shows why it is not told yet."""
-    delay = _notify_backoff(job_id, retries_so_far, error)
-    outbox = deps.job_store().outbox
-    outbox.hold(job_id, time.time() + delay + notify.NOTICE_LEASE_SECONDS)
-    outbox.note(job_id, notify_error=str(error))
-    return delay
-
-
-NOTIFY_RETRY = retries.RetryPolicy(
-    retry_on=(TransientError,), wait=_next_notice, max_retries=NOTIFY_MAX_RETRIES
-)
 
 
 def _fail_job(job_id: str, error: BaseException) -> None:
@@ -139,7 +57,7 @@ def _fail_job(job_id: str, error: BaseException) -> None:
     message = messages.failure(error)
     logger.error("Job %s failed: %s", job_id, message)
     if deps.job_store().fail(job_id, message):
-        notify.announce_end(job_id)
+        announce_end(job_id)
 
 
 def _archive_gave_up(job_id: str, error: BaseException) -> None:
@@ -160,7 +78,7 @@ def _not_told(job_id: str, error: BaseException) -> None:
 def _run(
     task: Task,
     job_id: str,
-    policy: retries.RetryPolicy,
+    policy: RetryPolicy,
     step: Callable[[], T],
     *,
     give_up: Callable[[str, BaseException], None] = _fail_job,
@@ -190,13 +108,11 @@ def _run(
         raise task.retry(countdown=countdown, kwargs=kwargs) from e
 
 
-def _countdown(
-    task: Task, job_id: str, policy: retries.RetryPolicy, error: BaseException
-) -> float | None:
+def _countdown(task: Task, job_id: str, policy: RetryPolicy, error: BaseException) -> float | None:
     """The policy's answer; when deciding itself needs Redis and Redis is away for a moment
     (a failover), a retryable error waits POLL_MAX_SECONDS instead of ending the chain."""
     try:
-        return retries.decide(policy, job_id, task.request.retries, error)
+        return decide(policy, job_id, task.request.retries, error, now=wall_clock())
     except LipsyncError as trouble:
         if not isinstance(error, policy.retry_on):
             return None
@@ -223,7 +139,7 @@ def submit(self: Task, job_id: str, reserved_at: float | None = None) -> str:
         with holding_slot(reserved_at):
             return submit_step(store, client, job_id, s)
 
-    akool_id = _run(self, job_id, SUBMIT_RETRY, step, reserves=True)
+    akool_id = _run(self, job_id, submit_policy(store, s), step, reserves=True)
     if akool_id is None:
         raise Ignore()
     index_akool_id(store, job_id, akool_id)
@@ -252,7 +168,7 @@ def poll(self: Task, job_id: str, reserved_at: float | None = None) -> str:
                 store, client, job_id, stall=s.stall_seconds, job=job, schedule=schedule
             )
 
-    if not _run(self, job_id, POLL_RETRY, step, reserves=True):
+    if not _run(self, job_id, poll_policy(store, s), step, reserves=True):
         raise Ignore()
     if not store.claim_archive(job_id):
         logger.info("Job %s: its archive was already started (webhook); stopping here", job_id)
@@ -280,9 +196,9 @@ def archive(self: Task, job_id: str) -> str | None:
             grace=s.archive_gone_grace_seconds,
         )
 
-    uri = _run(self, job_id, ARCHIVE_RETRY, step, give_up=_archive_gave_up)
+    uri = _run(self, job_id, archive_policy(store, s), step, give_up=_archive_gave_up)
     if uri is not None:
-        notify.announce_end(job_id)
+        announce_end(job_id)
     return uri
 
 
@@ -291,15 +207,28 @@ def notify_application(self: Task, job_id: str) -> None:
     """Deliver the ended job's notification (on_complete, notify_url) from the outbox, once;
     a bounded number of tries. A copy of this task finds the notification taken and stops."""
     store, hosts = deps.job_store(), deps.settings().notify_allowed_hosts
-    now = time.time()
-    if not store.outbox.claim(job_id, self.request.id, now=now, lease_seconds=LEASE_SECONDS):
+    if not store.outbox.claim(job_id, self.request.id, now=wall_clock()):
         logger.info("Job %s: nothing to announce, or another task announces it", job_id)
         raise Ignore()
 
     def step() -> None:
-        notify.deliver_end(store, job_id, allowed_hosts=hosts)
+        notify.deliver_end(store, job_id, allowed_hosts=hosts, publish=_publish_on_complete)
 
-    _run(self, job_id, NOTIFY_RETRY, step, give_up=_not_told)
+    _run(self, job_id, notify_policy(store), step, give_up=_not_told)
+
+
+def _publish_on_complete(sig: Mapping[str, Any], job_id: str) -> None:
+    """Send the application's on_complete task with the job id as its first argument."""
+    signature(dict(sig), app=app).apply_async(args=(job_id,))
+
+
+def announce_end(job_id: str) -> None:
+    """Ask a worker to deliver the ended job's notification now; never raises."""
+    notify.announce_end(deps.job_store(), job_id, _send_notice)
+
+
+def _send_notice(job_id: str) -> None:
+    app.send_task(NOTIFY_TASK, args=[job_id], queue=TASK_QUEUES[NOTIFY_TASK])
 
 
 def pipeline_signature(job_id: str) -> Any:
@@ -335,14 +264,14 @@ def sweep_stalled() -> dict[str, int]:
     # One sweep at a time across the fleet, even with two beats by mistake.
     if not store.try_lock("sweep", deps.settings().sweep_interval_seconds * 0.8):
         return {"redriven": 0, "failed": 0}
-    result = sweep(store, deps.settings(), redrive, announce=notify.announce_end)
+    result = sweep(store, deps.settings(), redrive, announce=announce_end, now=wall_clock())
     return {"redriven": len(result.redriven), "failed": len(result.failed)}
 
 
 @_task(EXPIRY_GUARD_TASK, ignore_result=True)
 def expiry_guard() -> int:
     """Log an ERROR for each job whose video Akool deletes within 24 h, not archived."""
-    jobs = at_risk(deps.job_store())
+    jobs = at_risk(deps.job_store(), now=wall_clock())
     for job in jobs:
         logger.error(
             "Job %s is at risk: Akool deletes its video at %s and it is not archived (%s)",
@@ -356,7 +285,7 @@ def expiry_guard() -> int:
 def retry_job(job_id: str) -> Step:
     """Re-drive a failed or stuck job from where it stopped (`lipsync retry JOB_ID`); return
     the step. KeyError for an unknown job; ValueError when it must not be retried."""
-    step = reopen_for_retry(deps.job_store(), deps.settings(), job_id, now=time.time())
+    step = reopen_for_retry(deps.job_store(), deps.settings(), job_id, now=wall_clock())
     logger.warning("Job %s: an operator re-drives it from its %s step", job_id, step)
     redrive(job_id, step)
     return step

@@ -7,8 +7,8 @@ import time
 
 import redis
 
-from worker import keys
-from worker.jobs import new_job_id
+from worker.store import keys
+from worker.store.jobs import new_job_id
 
 
 def plant_bad_records(client: redis.Redis) -> dict[str, str]:

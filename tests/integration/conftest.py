@@ -30,7 +30,7 @@ from worker.dev.stack import (
     start_workers,
     wait_until,
 )
-from worker.jobs import Job, JobStore
+from worker.store.jobs import Job, JobStore
 
 JOB_TIMEOUT_SECONDS = 60.0
 pytestmark = pytest.mark.integration

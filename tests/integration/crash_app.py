@@ -11,12 +11,12 @@ import os
 import signal
 from pathlib import Path
 
-from worker import notify
+from worker import tasks
 from worker.celery_app import app
 
 __all__ = ["app"]
 
-_announce = notify.announce_end
+_announce = tasks.announce_end
 
 
 def _die_once_before_announcing(job_id: str) -> None:
@@ -27,4 +27,4 @@ def _die_once_before_announcing(job_id: str) -> None:
     _announce(job_id)
 
 
-notify.announce_end = _die_once_before_announcing
+tasks.announce_end = _die_once_before_announcing

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import redis
 
+from worker.akool.budget import RequestBudget
 from worker.dev.stack import RedisServer
 from worker.metrics import render
-from worker.ratelimit import RequestBudget
 
 pytestmark = pytest.mark.integration
 

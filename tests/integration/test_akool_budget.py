@@ -12,12 +12,12 @@ import pytest
 import redis
 import requests
 
-from worker.akool import AkoolClient
+from worker.akool.budget import RequestBudget, SlotReserved, holding_slot
+from worker.akool.client import AkoolClient
+from worker.config.settings import Secret
 from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.dev.stack import RedisServer
 from worker.errors import AkoolRateLimited, AkoolTransientError
-from worker.ratelimit import RequestBudget, SlotReserved, holding_slot
-from worker.settings import Secret
 
 pytestmark = pytest.mark.integration
 

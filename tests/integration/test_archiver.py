@@ -21,7 +21,7 @@ from worker.archive import CONTENT_TYPE, Archiver, MiB, archive_key
 from worker.deps import s3_client
 from worker.dev.stack import S3Server
 from worker.errors import DownloadError, PermanentError, SourceRefusedError, TransientError
-from worker.jobs import new_job_id
+from worker.store.jobs import new_job_id
 
 pytestmark = pytest.mark.integration
 

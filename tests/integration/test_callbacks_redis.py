@@ -22,10 +22,10 @@ from tests.unit.callback_fakes import (
     fresh,
     resigned,
 )
-from worker import keys
-from worker.callbacks import Receiver, RedisNonces
 from worker.dev.stack import RedisServer
 from worker.errors import WebhookRejected
+from worker.store import keys
+from worker.web.callbacks import Receiver, RedisNonces
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 from tests.integration.bad_records import plant_bad_records
 from tests.integration.conftest import AUDIO_URL, Deployment, video_url
 from worker.celery_app import create_app
+from worker.config.settings import load_settings
 from worker.dev.stack import wait_until
-from worker.settings import load_settings
 
 pytestmark = pytest.mark.integration
 LIPSYNC = str(Path(sys.executable).parent / "lipsync")

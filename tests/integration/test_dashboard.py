@@ -16,13 +16,13 @@ import requests
 
 from tests.integration.conftest import Deployment, _deploy, procfile_worker_env, video_url
 from tests.integration.test_webhooks import start_receiver
-from worker import keys
-from worker.akool import AkoolStatus
+from worker.akool.client import AkoolStatus
 from worker.dev.stack import Process, RedisServer, Stack, free_port
-from worker.jobs import JobStore, new_job_id
 from worker.pipeline import poll_step
-from worker.records import POLL_LOG_ENTRIES, poll_log_entries
 from worker.status import JobStatus
+from worker.store import keys
+from worker.store.jobs import JobStore, new_job_id
+from worker.store.records import POLL_LOG_ENTRIES, poll_log_entries
 
 pytestmark = pytest.mark.integration
 

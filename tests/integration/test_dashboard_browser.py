@@ -6,7 +6,8 @@ retry the failed job and watch it archive.
 Selenium never downloads anything: the driver is /usr/bin/chromedriver, named through a
 Service, and Selenium Manager is told to stay offline (SE_OFFLINE). Without the two tools the
 test is skipped with the reason, and fails under CI (CI=true): `make test` installs them.
-With LIPSYNC_SCREENSHOTS=<dir> it saves the README's screenshots of both pages there.
+With LIPSYNC_SCREENSHOTS=<dir> it saves the screenshots of both pages that
+docs/operations.md shows there.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from tests.integration.test_dashboard import (
     Dashboard,
     dashboard_deployment,
 )
-from worker.dashboard.app import PRESIGN_SECONDS
 from worker.dev.stack import Stack
 from worker.status import JobStatus
+from worker.web.dashboard.app import PRESIGN_SECONDS
 
 pytestmark = pytest.mark.integration
 

@@ -18,15 +18,16 @@ import requests
 
 from tests.integration.bad_records import plant_bad_records
 from tests.integration.conftest import Deployment, video_url
-from worker import keys, messages
+from worker import messages
 from worker.dev.stack import BUCKET, wait_until
-from worker.jobs import Job
 from worker.names import MiB
+from worker.store import keys
+from worker.store.jobs import Job
 
 pytestmark = pytest.mark.integration
 
 # Fast schedules so each fault plays out in seconds; the bounds scale with the defaults
-# (see the README's Guarantees section).
+# (see docs/guarantees.md).
 FAST = {
     "POLL_INITIAL_SECONDS": "0.3",
     "POLL_MAX_SECONDS": "1",

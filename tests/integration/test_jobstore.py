@@ -9,13 +9,14 @@ import pytest
 import redis
 
 from tests.integration.bad_records import plant_bad_records
-from worker import keys, messages, metrics
+from worker import messages, metrics
+from worker.config.settings import load_settings
 from worker.dev.stack import RedisServer
-from worker.jobs import JobStore, new_job_id
 from worker.names import Step
-from worker.records import poll_log_entries
-from worker.settings import load_settings
 from worker.status import JobStatus
+from worker.store import keys
+from worker.store.jobs import JobStore, new_job_id
+from worker.store.records import poll_log_entries
 from worker.sweeper import at_risk, sweep
 
 pytestmark = pytest.mark.integration
@@ -225,7 +226,7 @@ def test_sweep_guard_and_metrics_skip_bad_records_and_handle_the_good_ones(
     redriven: list[tuple[str, Step]] = []
 
     sweep(store, SETTINGS, lambda j, s: redriven.append((j, s)), now=time.time())
-    at_risk(store)
+    at_risk(store, now=time.time())
     scrape = metrics.render(client).decode()
 
     assert redriven == [(good, Step.SUBMIT)]

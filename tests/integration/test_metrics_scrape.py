@@ -13,11 +13,12 @@ import pytest
 import redis
 
 from tests.integration.test_observability import sample
-from worker import keys, metrics
+from worker import metrics
 from worker.dev.stack import RedisServer
-from worker.jobs import JobStore, new_job_id
 from worker.names import AKOOL_QUEUE, ARCHIVE_QUEUE
 from worker.status import JobStatus
+from worker.store import keys
+from worker.store.jobs import JobStore, new_job_id
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,9 @@ from tests.integration.conftest import (
     video_url,
 )
 from tests.postsink import PostSink, post_sink
-from worker import keys
 from worker.dev.demo import WORKER_LINES
 from worker.dev.stack import start_workers, wait_until
+from worker.store import keys
 
 ROOT = Path(__file__).resolve().parents[2]
 # Sweeps every second, so a notification left by a dead worker goes out within seconds.

@@ -195,7 +195,7 @@ def test_lipsync_demo_without_moto_says_in_one_line_which_extra_to_install(
     code = (
         "import sys\n"
         "sys.modules['moto'] = None\n"
-        "from worker.cli import main\n"
+        "from worker.cli.main import main\n"
         "sys.exit(main(['demo']))\n"
     )
     done = subprocess.run(

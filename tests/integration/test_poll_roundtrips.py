@@ -13,16 +13,16 @@ import pytest
 import redis
 import requests
 
-from worker.akool import AkoolClient
+from worker.akool.budget import RequestBudget, holding_slot
+from worker.akool.client import AkoolClient
+from worker.config.settings import Secret, Settings
 from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.dev.stack import RedisServer
 from worker.errors import StillProcessing
-from worker.jobs import JobStore, new_job_id
 from worker.metrics import Metrics
 from worker.pipeline import await_completion
-from worker.ratelimit import RequestBudget, holding_slot
-from worker.settings import Secret, Settings
 from worker.status import JobStatus
+from worker.store.jobs import JobStore, new_job_id
 
 API_KEY = "sim-key-Roundtrips4distinct"
 SETTINGS = Settings(poll_initial_seconds=5.0, poll_max_seconds=60.0)

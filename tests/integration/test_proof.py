@@ -27,8 +27,8 @@ from tests.integration.test_faults import (
     assert_failed_without_object,
     wait_for,
 )
-from worker.jobs import Job
 from worker.names import MiB
+from worker.store.jobs import Job
 
 pytestmark = pytest.mark.integration
 

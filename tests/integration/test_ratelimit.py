@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from worker.akool.budget import AimdRule, RequestBudget, SlotReserved
 from worker.dev.stack import RedisServer, free_port
 from worker.errors import AkoolRateLimited, AkoolTransientError, StoreUnavailable
-from worker.ratelimit import AimdRule, RequestBudget, SlotReserved
 
 pytestmark = pytest.mark.integration
 

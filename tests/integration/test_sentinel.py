@@ -35,7 +35,7 @@ from worker.dev.demo import procfile_argv
 from worker.dev.processes import Process, free_port, port_open, wait_until
 from worker.dev.stack import RedisServer, Stack, find_redis_config
 from worker.errors import StoreUnavailable
-from worker.jobs import Job, JobStore
+from worker.store.jobs import Job, JobStore
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import requests
 
 from tests.integration.conftest import video_url
 from tests.integration.test_webhooks import Hooked, hooked_deployment
+from worker.akool.reconcile import callback_url
 from worker.dev.stack import Stack, wait_until
-from worker.jobs import Job
-from worker.reconcile import callback_url
 from worker.status import JobStatus
+from worker.store.jobs import Job
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from tests.integration.test_webhooks import (
     hooked_deployment,
     start_receiver,
 )
-from worker import web
 from worker.dev.stack import Stack, free_port
+from worker.web import server as web
 
 pytestmark = pytest.mark.integration
 

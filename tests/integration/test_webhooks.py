@@ -17,13 +17,14 @@ import pytest
 import requests
 
 from tests.integration.conftest import Deployment, _deploy, procfile_worker_env, video_url
-from worker import keys
+from worker.akool.crypto import signed_callback
+from worker.akool.reconcile import callback_url
+from worker.clock import wall_clock_ms
 from worker.dev.demo import procfile_argv
 from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.dev.stack import SIM_API_KEY, Process, Stack, free_port, wait_until
-from worker.reconcile import callback_url
-from worker.web import CALLBACK_PATH, HEALTH_PATH
-from worker.webhook_crypto import signed_callback
+from worker.store import keys
+from worker.web.server import CALLBACK_PATH, HEALTH_PATH
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +66,7 @@ class Hooked:
         payload = {"_id": akool_id, "status": status, "type": "lipsync", "url": ""}
         if status == 3:
             payload["url"] = f"{self.sim.base_url}/files/{akool_id}.mp4"
+        extra.setdefault("timestamp_ms", wall_clock_ms())
         return signed_callback(payload, CLIENT_ID, CLIENT_SECRET, **extra)
 
     def submitted(self, video: str) -> tuple[str, str]:
@@ -215,7 +217,9 @@ def test_a_second_completion_callback_starts_no_second_archive(hooked: Hooked) -
     assert hooked.post(hooked.callback(akool_id, 3)).status_code == 401
     url = f"{hooked.sim.base_url}/files/{akool_id}.mp4?again=1"
     other = {"_id": akool_id, "status": 3, "type": "lipsync", "url": url}
-    answer = hooked.post(signed_callback(other, CLIENT_ID, CLIENT_SECRET))
+    answer = hooked.post(
+        signed_callback(other, CLIENT_ID, CLIENT_SECRET, timestamp_ms=wall_clock_ms())
+    )
     assert answer.json()["outcome"] == "already-known"
 
     job = hooked.deployment.wait(job_id)

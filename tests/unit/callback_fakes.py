@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.callbacks import Callback, Receiver
-from worker.webhook_crypto import sign, signed_callback
+from worker.akool.crypto import sign, signed_callback
+from worker.web.callbacks import Callback, Receiver
 
 CLIENT_ID = "test-client-id-longer-than-16"
 SECRET_128 = "0123456789abcdef"

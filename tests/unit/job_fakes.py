@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.jobs import Job, new_job_id
 from worker.status import JobStatus
+from worker.store.jobs import Job, new_job_id
 
 VIDEO = "https://example.invalid/v.mp4"
 AUDIO = "https://example.invalid/a.wav"

@@ -7,12 +7,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from worker.akool import AkoolStatus
+from worker.akool.client import AkoolStatus
 from worker.archive import ArchiveResult
+from worker.config.settings import Settings
 from worker.errors import AkoolError
-from worker.jobs import Job, new_job_id
-from worker.settings import Settings
 from worker.status import FINAL_STATUSES, JobStatus
+from worker.store.jobs import Job, new_job_id
 
 NOW = 1_700_000_000.0
 TIMEOUT = 3600.0

@@ -13,13 +13,14 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.akool import (
+from worker.akool.client import (
     AkoolClient,
     AkoolStatus,
     parse_envelope,
     parse_retry_after,
     parse_status,
 )
+from worker.config.settings import Secret
 from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.errors import (
     AkoolAuthError,
@@ -28,7 +29,6 @@ from worker.errors import (
     AkoolRequestNotSent,
     AkoolTransientError,
 )
-from worker.settings import Secret
 
 API_KEY = "sim-key-Q7distinctApiKey"
 CLIENT_ID = "sim-client-id"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.akool import (
+from worker.akool.client import (
     AUTH_CODES,
     PERMANENT_CODES,
     TRANSIENT_CODES,

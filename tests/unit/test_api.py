@@ -11,8 +11,8 @@ import pytest
 from tests.unit.job_fakes import AUDIO, VIDEO, FakeStore, job
 from worker import api, deps
 from worker.api import submit_lipsync, wait_until_final
-from worker.jobs import Job, JobStore, new_job_id
 from worker.status import JobStatus
+from worker.store.jobs import Job, JobStore, new_job_id
 
 
 class FakeClock:

@@ -10,8 +10,8 @@ import requests
 
 from worker.archive import archive_key, check_source
 from worker.errors import PermanentError, SourceRefusedError, TransientError
-from worker.jobs import new_job_id
-from worker.netguard import host_allowed
+from worker.net.guard import host_allowed
+from worker.store.jobs import new_job_id
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 CDN = ("*.cloudfront.net",)

@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from worker.archive import Archiver, check_peer, check_source
 from worker.errors import DownloadError, PermanentError, SourceRefusedError, TransientError
-from worker.netguard import peer_address
+from worker.net.guard import peer_address
 
 EVERYWHERE = ("*",)
 JOB_ID = "0123456789abcdef0123456789abcdef"

@@ -1,6 +1,6 @@
 """Tests of worker.archiving's step with small fakes at the seams (store, archiver): one
 copy, adopted objects, and what a failed copy waits on until the rule of proof says it is
-gone (worker/proof.py)."""
+gone (worker/waiting/proof.py)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from worker.errors import (
     VideoLost,
     WaitingOnArchive,
 )
-from worker.jobs import JobStore
 from worker.status import JobStatus, Wait
+from worker.store.jobs import JobStore
 
 GRACE = 3600.0
 
@@ -34,7 +34,7 @@ def archive(
     store: FakeStore, archiver: FakeArchiver, job_id: str, *, now: float, grace: float = GRACE
 ) -> str | None:
     return archive_step(
-        cast(JobStore, store), cast(Archiver, archiver), job_id, now=now, grace=grace
+        cast(JobStore, store), cast(Archiver, archiver), job_id, clock=lambda: now, grace=grace
     )
 
 
@@ -111,7 +111,7 @@ def test_a_slow_copy_keeps_telling_the_sweeper_it_is_alive_between_reads(
         heartbeat(job_id, due, **kwargs)
 
     store.heartbeat = counted  # type: ignore[method-assign]
-    archive_step(cast(JobStore, store), cast(Archiver, SlowArchiver()), job.id, now=NOW)
+    archive_step(cast(JobStore, store), cast(Archiver, SlowArchiver()), job.id, clock=lambda: NOW)
     # One at the start of the attempt, then one a second from the keep-alive thread.
     assert len(beats) >= 3
 

@@ -1,4 +1,4 @@
-"""Tests of worker.backoff: exponential backoff with equal jitter, clipped to a deadline."""
+"""Tests of worker.waiting.backoff: exponential backoff with equal jitter, clipped to a deadline."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.backoff import backoff_seconds, clip_to_deadline
+from worker.waiting.backoff import backoff_seconds, clip_to_deadline
 
 INITIAL = 2.0
 MAXIMUM = 60.0

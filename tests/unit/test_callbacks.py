@@ -1,4 +1,4 @@
-"""Tests of worker.callbacks without a network or Redis: reading and verifying a signed
+"""Tests of worker.web.callbacks without a network or Redis: reading and verifying a signed
 callback, its payload, the Receiver (replays, handler failures, a bad secret) and what the
 handler logs."""
 
@@ -28,17 +28,8 @@ from tests.unit.callback_fakes import (
     resigned,
 )
 from worker import messages
-from worker.callbacks import (
-    Callback,
-    CallbackHandler,
-    Receiver,
-    parse_callback,
-    read_envelope,
-    verify_envelope,
-)
-from worker.errors import WebhookKeyError, WebhookRejected
-from worker.jobs import Job, JobStore, new_job_id
-from worker.reconcile import (
+from worker.akool.crypto import encrypt_payload
+from worker.akool.reconcile import (
     Route,
     adopt,
     adoption,
@@ -47,9 +38,18 @@ from worker.reconcile import (
     token_matches,
     without_token,
 )
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.errors import WebhookKeyError, WebhookRejected
 from worker.status import JobStatus
-from worker.webhook_crypto import encrypt_payload
+from worker.store.jobs import Job, JobStore, new_job_id
+from worker.web.callbacks import (
+    Callback,
+    CallbackHandler,
+    Receiver,
+    parse_callback,
+    read_envelope,
+    verify_envelope,
+)
 
 BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # A payload whose ciphertext (112 bytes) is no multiple of 3 bytes: its base64 ends in "==".
@@ -282,14 +282,14 @@ def test_an_akool_id_with_control_characters_is_logged_escaped(
         job_ended=lambda job_id: None,
     )
     forged = "65f8\n[2024-03-18 10:33:01,609: ERROR/MainProcess] forged\x1b[2J\x9b\x7f"
-    with caplog.at_level(logging.INFO, logger="worker.callbacks"):
+    with caplog.at_level(logging.INFO, logger="worker.web.callbacks"):
         assert handler.handle(Callback(forged, 3), NOW) == "unknown-job"
     message = caplog.records[-1].getMessage()
     assert not any(c in message for c in "\n\x1b\x9b\x7f")
     assert "65f8\\x0a[2024" in message and "forged\\x1b[2J\\x9b\\x7f" in message
 
 
-# --- a callback naming its job by URL (worker/reconcile.py) --------------------------------------
+# --- a callback naming its job by URL (worker/akool/reconcile.py) -----------------------------
 
 TOKEN = "s3cr3t-token-0123456789abcdefghij"
 SETTINGS = Settings(stall_seconds=30.0, poll_timeout_seconds=3600.0)

@@ -1,9 +1,9 @@
-"""How the CLI lists jobs: the jobs table (worker.cli.format_table)."""
+"""How the CLI lists jobs: the jobs table (worker.cli.main.format_table)."""
 
 from __future__ import annotations
 
 from tests.unit.job_fakes import listed_job as job
-from worker.cli import format_table
+from worker.cli.main import format_table
 
 
 def test_jobs_table_has_a_header_and_one_row_per_job() -> None:

@@ -9,15 +9,15 @@ from typing import Any, cast
 
 import pytest
 
-from worker.dashboard import app as dashboard_app
-from worker.dashboard.app import Dashboard, InternalApp, duration_text, origin_of
-from worker.dashboard.auth import CsrfTokens, authorized_user, basic_credentials
-from worker.dashboard.timeline import build_timeline, size_text
-from worker.jobs import JobStore
+from worker.config.settings import ConfigError, Secret, load_settings
 from worker.names import Step
-from worker.records import POLL_LOG_ENTRIES, Job, poll_log_entries, poll_log_with
-from worker.settings import ConfigError, Secret, load_settings
 from worker.status import JobStatus
+from worker.store.jobs import JobStore
+from worker.store.records import POLL_LOG_ENTRIES, Job, poll_log_entries, poll_log_with
+from worker.web.dashboard import app as dashboard_app
+from worker.web.dashboard.app import Dashboard, InternalApp, duration_text, origin_of
+from worker.web.dashboard.auth import CsrfTokens, authorized_user, basic_credentials
+from worker.web.dashboard.timeline import build_timeline, size_text
 
 NOW = 1_800_000_000.0
 JOB_ID = "0123456789abcdef0123456789abcdef"

@@ -17,7 +17,7 @@ from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection
 
 from worker import deps
 from worker.celery_app import celery_config, create_app
-from worker.settings import Settings, load_settings
+from worker.config.settings import Settings, load_settings
 
 REDIS_PASSWORD = "m4ster-distinct-pw"
 SENTINEL_PASSWORD = "s3ntinel-distinct-pw"

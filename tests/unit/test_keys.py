@@ -1,4 +1,4 @@
-"""Tests of worker.keys: every Redis key of ours starts with `lipsync:`, and no two kinds of
+"""Tests of worker.store.keys: every Redis key of ours starts with `lipsync:`, and no two kinds of
 key can be mistaken for each other."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from worker import keys
+from worker.store import keys
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from worker import keys, metrics
+from worker import metrics
 from worker.names import QUEUES
 from worker.status import JobStatus
+from worker.store import keys
 
 NOW = 1_710_757_981.0
 COUNTED = {b"queued": b"2", b"submitted": b"1", b"processing": b"4", b"counted_since": b"1"}

@@ -1,11 +1,11 @@
-"""The address rules of worker/netguard.py: what a fetch may reach."""
+"""The address rules of worker/net/guard.py: what a fetch may reach."""
 
 from __future__ import annotations
 
 import pytest
 import requests
 
-from worker.netguard import (
+from worker.net.guard import (
     PinnedAdapter,
     address_allowed,
     host_header,

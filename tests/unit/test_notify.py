@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
@@ -17,7 +17,6 @@ from celery import signature
 from tests.postsink import PostSink, post_sink
 from tests.unit.job_fakes import FakeStore, job
 from worker.dev.stack import free_port
-from worker.jobs import Job, JobStore
 from worker.notify import (
     NotifyFailed,
     NotifyRefused,
@@ -27,6 +26,7 @@ from worker.notify import (
     on_complete_signature,
 )
 from worker.status import JobStatus
+from worker.store.jobs import Job, JobStore
 
 # --- on_complete and notify_url ------------------------------------------------------------------
 
@@ -80,6 +80,48 @@ class FakeOutbox:
         self.finished.append(values)
 
 
+LOOPBACK = ("127.0.0.1",)
+
+
+def no_on_complete(sig: Mapping[str, Any], job_id: str) -> None:
+    raise AssertionError(f"job {job_id} has no on_complete, yet {sig} was published")
+
+
+class Published:
+    """The on_complete tasks deliver_end sent, or the error it meets sending one."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.sent: list[tuple[dict[str, Any], str]] = []
+        self.error = error
+
+    def __call__(self, sig: Mapping[str, Any], job_id: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.sent.append((dict(sig), job_id))
+
+
+def test_an_on_complete_is_published_once_with_the_job_id_and_recorded() -> None:
+    ended = job(status=JobStatus.ARCHIVED, on_complete='{"task": "app.done"}')
+    store, published = OutboxStore(ended), Published()
+    deliver_end(cast(JobStore, store), ended.id, allowed_hosts=(), publish=published)
+    assert published.sent == [({"task": "app.done"}, ended.id)]
+    assert [set(note) for note in store.outbox.notes] == [{"on_complete_sent_ts"}]
+    assert store.outbox.finished == [{"notify_error": None}]
+
+
+def test_an_on_complete_that_cannot_be_published_is_tried_again_later() -> None:
+    ended = job(status=JobStatus.ARCHIVED, on_complete='{"task": "app.done"}')
+    store = OutboxStore(ended)
+    with pytest.raises(NotifyFailed, match="app.done could not be sent"):
+        deliver_end(
+            cast(JobStore, store),
+            ended.id,
+            allowed_hosts=(),
+            publish=Published(ConnectionError("broker away")),
+        )
+    assert store.outbox.notes == [] and store.outbox.finished == []
+
+
 class OutboxStore(FakeStore):
     def __init__(self, *snapshots: Job) -> None:
         super().__init__(*snapshots)
@@ -92,7 +134,9 @@ def test_delivering_an_end_posts_once_and_takes_the_job_off_the_outbox(
     url, handler = recorder
     ended = job(status=JobStatus.FAILED, notify_url=url, error="it broke")
     store = OutboxStore(ended)
-    deliver_end(cast(JobStore, store), ended.id, allowed_hosts=("127.0.0.1",))
+    deliver_end(
+        cast(JobStore, store), ended.id, allowed_hosts=("127.0.0.1",), publish=no_on_complete
+    )
     assert len(handler.bodies) == 1
     assert handler.bodies[0]["error"] == "it broke"
     assert store.outbox.finished and "notified_ts" in store.outbox.finished[0]
@@ -105,7 +149,9 @@ def test_a_notify_url_already_answered_is_not_posted_again(
     url, handler = recorder
     ended = job(status=JobStatus.ARCHIVED, notify_url=url, notified_ts=1.0)
     store = OutboxStore(ended)
-    deliver_end(cast(JobStore, store), ended.id, allowed_hosts=("127.0.0.1",))
+    deliver_end(
+        cast(JobStore, store), ended.id, allowed_hosts=("127.0.0.1",), publish=no_on_complete
+    )
     assert handler.bodies == []
     assert store.outbox.finished == [{"notify_error": None}]
 
@@ -115,7 +161,9 @@ def test_a_failed_post_keeps_the_job_on_the_outbox() -> None:
     ended = job(status=JobStatus.ARCHIVED, notify_url=f"http://127.0.0.1:{port}/hook")
     store = OutboxStore(ended)
     with pytest.raises(NotifyFailed):
-        deliver_end(cast(JobStore, store), ended.id, allowed_hosts=("127.0.0.1",))
+        deliver_end(
+            cast(JobStore, store), ended.id, allowed_hosts=("127.0.0.1",), publish=no_on_complete
+        )
     assert store.outbox.finished == []
 
 

@@ -1,4 +1,4 @@
-"""The notification's POST (worker/outbound.py) under NOTIFY_ALLOWED_HOSTS: checked before
+"""The notification's POST (worker/net/outbound.py) under NOTIFY_ALLOWED_HOSTS: checked before
 connecting, sent to the address that was checked, https only for hosts not listed exactly.
 Names are answered by a stand-in for DNS at its seam (socket.getaddrinfo), and connections
 are recorded at urllib3's seam and never leave the machine."""
@@ -16,7 +16,7 @@ import pytest
 import urllib3.util.connection
 
 from worker.errors import NotifyFailed, NotifyRefused, PermanentError, TransientError
-from worker.outbound import post_json
+from worker.net.outbound import post_json
 
 PUBLIC_IP = "93.184.216.34"
 RECORD = {"id": "0123456789abcdef0123456789abcdef", "status": "archived"}

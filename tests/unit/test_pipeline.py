@@ -1,5 +1,5 @@
 """Tests of worker.pipeline's submit and poll steps with small fakes at the seams (store,
-client): what is sent, what is recorded, and what is proof (worker/proof.py)."""
+client): what is sent, what is recorded, and what is proof (worker/waiting/proof.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tests.unit.step_fakes import (
     FakeStore,
     submitted,
 )
-from worker.akool import AkoolClient, AkoolStatus
+from worker.akool.client import AkoolClient, AkoolStatus
+from worker.config.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
 from worker.errors import (
     AkoolAuthError,
     AkoolBusy,
@@ -40,29 +41,26 @@ from worker.errors import (
     VideoLost,
     WaitingOnAkool,
 )
-from worker.jobs import Job, JobStore, new_job_id
-from worker.pipeline import (
-    LONGEST_POLL_COUNTDOWN_SECONDS,
-    next_poll_delay,
-    poll_settings,
-    poll_step,
-    submit_step,
-    webhook_for,
-)
-from worker.settings import AKOOL_FILE_LIFETIME_SECONDS, Settings
+from worker.pipeline import poll_step, submit_step, webhook_for
 from worker.status import JobStatus, Wait
+from worker.store.jobs import Job, JobStore, new_job_id
 
 
 def submit(
     store: FakeStore, client: FakeClient, job_id: str, *, now: float, token: str = "run-1"
 ) -> str | None:
     return submit_step(
-        cast(JobStore, store), cast(AkoolClient, client), job_id, SETTINGS, now=now, token=token
+        cast(JobStore, store),
+        cast(AkoolClient, client),
+        job_id,
+        SETTINGS,
+        clock=lambda: now,
+        token=token,
     )
 
 
 def poll(store: FakeStore, client: FakeClient, job_id: str, *, now: float) -> AkoolStatus | None:
-    return poll_step(cast(JobStore, store), cast(AkoolClient, client), job_id, now=now)
+    return poll_step(cast(JobStore, store), cast(AkoolClient, client), job_id, clock=lambda: now)
 
 
 @pytest.fixture
@@ -290,7 +288,7 @@ def scheduled_poll(store: FakeStore, client: FakeClient, job_id: str) -> None:
         cast(JobStore, store),
         cast(AkoolClient, client),
         job_id,
-        now=NOW,
+        clock=lambda: NOW,
         stall=30.0,
         schedule=SETTINGS,
     )
@@ -500,47 +498,6 @@ def test_a_job_without_an_akool_id_cannot_be_polled(store: FakeStore) -> None:
     assert client.polls == []
 
 
-# --- next_poll_delay -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("polls", [0, 1, 2, 5, 20, 1000])
-@pytest.mark.parametrize("left", [0.05, 0.5, 3.0, 30.0, 120.0, 10_000.0])
-def test_the_next_poll_is_never_planned_past_the_deadline(polls: int, left: float) -> None:
-    job = Job(
-        id=new_job_id(),
-        status=JobStatus.PROCESSING,
-        video_url=VIDEO,
-        audio_url=AUDIO,
-        polls=polls,
-        poll_deadline_ts=NOW + left,
-    )
-    for _ in range(20):
-        delay = next_poll_delay(job, SETTINGS, now=NOW)
-        assert 0 < delay <= left
-        assert delay <= SETTINGS.poll_max_seconds
-
-
-def test_the_first_poll_waits_about_the_initial_interval() -> None:
-    job = Job(
-        id=new_job_id(), status=JobStatus.SUBMITTED, video_url=VIDEO, audio_url=AUDIO, polls=1
-    )
-    for _ in range(20):
-        delay = next_poll_delay(job, SETTINGS, now=NOW)
-        assert SETTINGS.poll_initial_seconds / 2 <= delay <= SETTINGS.poll_initial_seconds
-
-
-def test_a_poll_past_the_deadline_is_planned_almost_at_once() -> None:
-    job = Job(
-        id=new_job_id(),
-        status=JobStatus.PROCESSING,
-        video_url=VIDEO,
-        audio_url=AUDIO,
-        polls=3,
-        poll_deadline_ts=NOW - 100,
-    )
-    assert next_poll_delay(job, SETTINGS, now=NOW) == 0.05
-
-
 def test_a_submit_refused_by_the_request_budget_leaves_no_claim(store: FakeStore) -> None:
     job = store.add()
     client = FakeClient(submit_errors=[AkoolRateLimited("budget spent", retry_after=0.5)])
@@ -570,23 +527,6 @@ def test_submit_names_our_receiver_unless_the_caller_gave_a_webhook_url() -> Non
     assert webhook_for(a_job(), Settings()) is None
 
 
-def test_with_webhooks_on_polls_wait_up_to_the_webhook_poll_max() -> None:
-    settings = Settings(akool_webhook_url=RECEIVER, webhook_poll_max_seconds=600.0)
-    assert poll_settings(settings, a_job()).poll_max_seconds == 600.0
-
-
-def test_the_webhook_poll_max_is_capped_below_the_visibility_timeout() -> None:
-    settings = Settings(akool_webhook_url=RECEIVER, webhook_poll_max_seconds=5000.0)
-    assert poll_settings(settings, a_job()).poll_max_seconds == LONGEST_POLL_COUNTDOWN_SECONDS
-
-
-def test_polls_keep_their_schedule_without_webhooks_or_with_the_callers_own() -> None:
-    plain = Settings(webhook_poll_max_seconds=600.0)
-    assert poll_settings(plain, a_job()) is plain
-    hooked = Settings(akool_webhook_url=RECEIVER, webhook_poll_max_seconds=600.0)
-    assert poll_settings(hooked, a_job(webhook_url="https://caller.example.com/cb")) is hooked
-
-
 # --- webhooks on: a submit whose answer was lost waits for the callback ---------------------------
 
 TOKEN = "t" * 32
@@ -597,7 +537,12 @@ HOOKED = dataclasses.replace(
 
 def submit_hooked(store: FakeStore, client: FakeClient, job_id: str) -> str | None:
     return submit_step(
-        cast(JobStore, store), cast(AkoolClient, client), job_id, HOOKED, now=NOW, token="run-2"
+        cast(JobStore, store),
+        cast(AkoolClient, client),
+        job_id,
+        HOOKED,
+        clock=lambda: NOW,
+        token="run-2",
     )
 
 

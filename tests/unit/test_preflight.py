@@ -1,4 +1,4 @@
-"""Tests of worker.preflight with a Redis stand-in: which servers a process refuses to keep
+"""Tests of worker.config.preflight with a Redis stand-in: which servers a process refuses to keep
 jobs in (evicting ones, forgetful ones), and when it only warns."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import logging
 import pytest
 import redis
 
+from worker.config.preflight import check_redis_keeps_jobs
 from worker.errors import ConfigError
-from worker.preflight import check_redis_keeps_jobs
 
 SAFE = {"maxmemory-policy": "noeviction", "appendonly": "yes", "save": ""}
 
@@ -42,13 +42,13 @@ def test_a_redis_that_keeps_nothing_on_disk_is_refused_naming_appendonly() -> No
 
 
 def test_rdb_snapshots_alone_are_accepted_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="worker.preflight"):
+    with caplog.at_level(logging.WARNING, logger="worker.config.preflight"):
         check({**SAFE, "appendonly": "no", "save": "3600 1 300 100"})
     assert "RDB snapshots only" in caplog.text and "appendonly yes" in caplog.text
 
 
 def test_a_redis_that_refuses_config_get_only_warns(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="worker.preflight"):
+    with caplog.at_level(logging.WARNING, logger="worker.config.preflight"):
         check(None)
     assert "CONFIG GET refused" in caplog.text and "appendonly yes" in caplog.text
 

@@ -1,10 +1,10 @@
-"""How the CLI shows a job: status lines and the archive's progress bar (worker.progress)."""
+"""How the CLI shows a job: status lines and the archive's progress bar (worker.cli.progress)."""
 
 from __future__ import annotations
 
 from tests.unit.job_fakes import listed_job as job
+from worker.cli.progress import describe, progress_bar
 from worker.names import MiB
-from worker.progress import describe, progress_bar
 
 
 def test_progress_bar_shows_share_and_mib_copied() -> None:

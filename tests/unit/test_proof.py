@@ -1,4 +1,4 @@
-"""The rule of proof (worker/proof.py): which waits are evidence that a video is lost."""
+"""The rule of proof (worker/waiting/proof.py): which waits are evidence that a video is lost."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from tests.unit.job_fakes import job
-from worker import proof
-from worker.jobs import Job
-from worker.settings import AKOOL_FILE_LIFETIME_SECONDS
+from worker.config.settings import AKOOL_FILE_LIFETIME_SECONDS
 from worker.status import Wait
+from worker.store.jobs import Job
+from worker.waiting import proof
 
 NOW = 1_700_000_000.0
 GRACE = 3600.0

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.ratelimit import (
+from worker.akool.budget import (
     HORIZON_SECONDS,
     AimdRule,
     RequestBudget,
-    poll_period,
     wait_for_reserved,
 )
 
@@ -74,11 +73,6 @@ def test_the_horizon_is_half_the_brokers_visibility_timeout() -> None:
     from worker.celery_app import VISIBILITY_TIMEOUT_SECONDS
 
     assert HORIZON_SECONDS == VISIBILITY_TIMEOUT_SECONDS / 2
-
-
-def test_each_job_is_polled_at_its_backoff_or_its_turn_in_the_queue() -> None:
-    assert poll_period(100, 5.0, 60.0) == 60.0
-    assert poll_period(1000, 5.0, 60.0) == 200.0
 
 
 def test_a_task_at_or_just_after_its_reserved_slot_goes_at_once() -> None:

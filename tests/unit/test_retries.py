@@ -1,12 +1,11 @@
-"""Tests of worker.retries without Celery: when a failed task gives up, and how long it waits
+"""Tests of worker.waiting.policy without Celery: when a failed task gives up, and how long it waits
 before the next try (Retry-After, the fleet's request budget, backoff)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from worker.akool.budget import SlotReserved
 from worker.errors import (
     AkoolPermanentError,
     AkoolRateLimited,
@@ -15,8 +14,8 @@ from worker.errors import (
     StoreUnavailable,
     TransientError,
 )
-from worker.ratelimit import SlotReserved
-from worker.retries import RetryPolicy, decide, exponential, extra_wait, told_wait
+from worker.waiting.backoff import exponential, extra_wait, told_wait
+from worker.waiting.policy import RetryPolicy, decide
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 NOW = 1_700_000_000.0
@@ -115,13 +114,6 @@ def test_a_passed_deadline_gives_up_even_for_an_uncounted_error() -> None:
 def test_a_deadline_still_ahead_or_unknown_lets_the_task_retry() -> None:
     assert decide(policy(deadline=lambda _: NOW + 1), JOB_ID, 0, busy(), now=NOW) == WAIT
     assert decide(policy(deadline=lambda _: None), JOB_ID, 0, busy(), now=NOW) == WAIT
-
-
-def test_without_now_the_deadline_is_checked_against_the_clock() -> None:
-    passed = policy(deadline=lambda _: time.time() - 60)
-    ahead = policy(deadline=lambda _: time.time() + 3600)
-    assert decide(passed, JOB_ID, 0, busy()) is None
-    assert decide(ahead, JOB_ID, 0, busy()) == WAIT
 
 
 # --- told_wait, exponential and extra_wait ---------------------------------------------------

@@ -1,10 +1,10 @@
-"""Tests of worker.settings: defaults, validation of every variable, and secret hygiene."""
+"""Tests of worker.config.settings: defaults, validation of every variable, and secret hygiene."""
 
 from __future__ import annotations
 
 import pytest
 
-from worker.settings import (
+from worker.config.settings import (
     ARCHIVE_DEFAULT_ALLOWED_HOSTS,
     ARCHIVE_DEFAULT_PREFIX,
     ConfigError,

@@ -15,9 +15,9 @@ import requests
 import urllib3
 
 from tests.postsink import PostSink, post_sink
+from worker.akool.crypto import decrypt_payload, sign
 from worker.dev.simulator import WEBHOOK_ATTEMPTS, Simulator, SimulatorConfig
 from worker.dev.stack import wait_until
-from worker.webhook_crypto import decrypt_payload, sign
 
 TIMEOUT = 10
 API_KEY = "test-key"

@@ -10,13 +10,12 @@ from typing import Any, cast
 import pytest
 
 from worker import messages
-from worker.jobs import Job, JobStore, new_job_id
+from worker.config.settings import Settings
 from worker.names import Step
-from worker.settings import Settings
-from worker.status import JobStatus
+from worker.status import QUEUED_STALL_SECONDS, JobStatus
+from worker.store.jobs import Job, JobStore, new_job_id
 from worker.sweeper import (
     MAX_REDRIVE_DOUBLINGS,
-    QUEUED_STALL_SECONDS,
     reopen_for_retry,
     resume_step,
     retry_step,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.untrusted import MAX_URL_CHARS, ascii_int, escape_controls, http_url
+from worker.net.untrusted import MAX_URL_CHARS, ascii_int, escape_controls, http_url
 
 
 @pytest.mark.parametrize("text", ["0", "7", "1710757981609", "9" * 18])

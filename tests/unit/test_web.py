@@ -1,4 +1,4 @@
-"""Tests of worker.web without a network: the WSGI app's routes, limits and answers, and the
+"""Tests of worker.web.server without a network: the WSGI app's routes, limits and answers, and the
 pieces of its waitress server (access log, request deadline, body limit, waitress's logs)."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from waitress.adjustments import Adjustments
 from waitress.parser import HTTPRequestParser
 
 from tests.unit.callback_fakes import RecordingHandler, body_of, fresh, receiver
-from worker import web
+from worker.akool.reconcile import Route
 from worker.errors import WebhookRejected
-from worker.reconcile import Route
-from worker.web import CALLBACK_PATH, HEALTH_PATH, MAX_BODY_BYTES, WebhookApp
+from worker.web import server as web
+from worker.web.server import CALLBACK_PATH, HEALTH_PATH, MAX_BODY_BYTES, WebhookApp
 
 TOKEN = "s3cr3t-token-0123456789abcdefghij"
 
@@ -87,7 +87,7 @@ def test_app_answers_401_for_a_wrong_token_logging_it_once_without_the_token(
 ) -> None:
     handler = RecordingHandler(WebhookRejected("the job token does not match", http_status=401))
     query = f"job=ab&token={TOKEN}"
-    with caplog.at_level(logging.INFO, logger="worker.web"):
+    with caplog.at_level(logging.INFO, logger="worker.web.server"):
         status, _ = call(web_app(handler), "POST", CALLBACK_PATH, body_of(fresh()), query=query)
         web.log_access(answered(CALLBACK_PATH, command="POST", query=query))
     assert status == 401
@@ -180,7 +180,7 @@ def test_a_request_line_with_a_newline_or_esc_is_logged_escaped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     task = answered("/x\n[2024-03-18: INFO/MainProcess] forged\x1b[2J\r")
-    with caplog.at_level(logging.INFO, logger="worker.web"):
+    with caplog.at_level(logging.INFO, logger="worker.web.server"):
         web.log_access(task)
     message = caplog.records[-1].getMessage()
     assert not any(c in message for c in "\n\r\x1b")

@@ -1,4 +1,4 @@
-"""Tests of worker.webhook_crypto without a network: Akool's callback signature and the
+"""Tests of worker.akool.crypto without a network: Akool's callback signature and the
 AES crypto of its payload.
 
 Test vectors are built by encrypting (the vendor's sample does not verify with its own
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from tests.unit.callback_fakes import CLIENT_ID, NOW_MS, PAYLOAD, SECRET_128
+from worker.akool.crypto import decrypt_payload, encrypt_payload, sign
 from worker.errors import WebhookKeyError, WebhookRejected
-from worker.webhook_crypto import decrypt_payload, encrypt_payload, sign
 
 SECRET_192 = "0123456789abcdef01234567"
 SECRET_256 = "0123456789abcdef0123456789abcdef"

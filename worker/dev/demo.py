@@ -18,8 +18,8 @@ from typing import Any
 
 from worker.api import submit_lipsync
 from worker.celery_app import reload_settings
+from worker.cli import wait_for
 from worker.dev.stack import BUCKET, Stack, local_stack, start_workers
-from worker.progress import wait_for
 from worker.status import JobStatus
 
 DEMO_TIMEOUT_SECONDS = 120.0

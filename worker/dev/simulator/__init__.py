@@ -10,7 +10,7 @@ the polls answer, so ``?sim_polls=1000&sim_seconds=1`` is a job whose polls keep
 while the callback says it is done. ``sim_webhook_progress=1`` also sends a status 2
 callback at once; ``sim_webhook=0`` sends none. The payload is encrypted with the client
 secret (16, 24 or 32 bytes; with another length no callback is sent) and the client id as
-IV (see worker/webhook_crypto.py).
+IV (see worker/akool/crypto.py).
 
 Controls for tests, under ``/_sim``: ``GET /_sim/stats`` (counters), ``GET /_sim/jobs/<id>``,
 ``POST /_sim/reset``, ``POST /_sim/revoke-tokens``, ``POST /_sim/rate-limit`` with

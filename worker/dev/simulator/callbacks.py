@@ -3,7 +3,7 @@
 One daemon thread per job (``start_callbacks``, called when a submit creates the job) sends
 a status 2 callback at once when ``sim_webhook_progress=1``, then the final status once
 ``sim_seconds`` plus ``sim_webhook_delay`` have passed, whatever the polls answer. Each body
-is encrypted with the client secret and signed as Akool does (worker/webhook_crypto.py), and
+is encrypted with the client secret and signed as Akool does (worker/akool/crypto.py), and
 is POSTed again, waiting longer each time, while the answer is not 200.
 """
 
@@ -19,9 +19,10 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+from worker.akool import signed_callback
+from worker.clock import wall_clock_ms
 from worker.dev.simulator.state import SimJob, SimState
 from worker.errors import WebhookKeyError
-from worker.webhook_crypto import signed_callback
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ def callback_body(state: SimState, job: SimJob, status: int) -> bytes | None:
     }
     config = state.config
     try:
-        body = signed_callback(payload, config.client_id, config.client_secret)
+        body = signed_callback(
+            payload, config.client_id, config.client_secret, timestamp_ms=wall_clock_ms()
+        )
     except WebhookKeyError as e:
         logger.error("simulator cannot send the callback of job %s: %s", job.job_id, e)
         return None

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.clock import wall_clock_ms
 from worker.dev.simulator.content import content_sha256
 from worker.dev.simulator.scenario import Scenario, parse_scenario
 
@@ -45,7 +46,7 @@ class SimJob:
     size: int
     video_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     task_id: str = field(default_factory=lambda: secrets.token_hex(12))
-    create_time: int = field(default_factory=lambda: int(time.time() * 1000))
+    create_time: int = field(default_factory=wall_clock_ms)
     created_at: float = field(default_factory=time.monotonic)
     polls: int = 0
     status_polls: int = 0

@@ -1,0 +1,58 @@
+"""Akool: its HTTP API (client), the fleet's request budget for it (budget), its webhook
+signature and encryption (crypto), and matching its answers and callbacks to our jobs
+(reconcile). What we rely on is written down in docs/akool.md.
+"""
+
+from __future__ import annotations
+
+from worker.akool import reconcile
+from worker.akool.budget import (
+    RequestBudget,
+    SlotReserved,
+    holding_slot,
+)
+from worker.akool.client import (
+    CODE_NOT_FOUND,
+    HTTP_TOO_MANY_REQUESTS,
+    AkoolClient,
+    AkoolStatus,
+)
+from worker.akool.crypto import (
+    cipher_for,
+    decrypt_payload,
+    sign,
+    signed_callback,
+)
+from worker.akool.reconcile import (
+    WEBHOOK_POLL_OWNER,
+    Route,
+    adopt,
+    adoption,
+    await_callback,
+    callback_url,
+    read_route,
+    token_matches,
+)
+
+__all__ = [
+    "AkoolClient",
+    "AkoolStatus",
+    "CODE_NOT_FOUND",
+    "HTTP_TOO_MANY_REQUESTS",
+    "RequestBudget",
+    "Route",
+    "SlotReserved",
+    "WEBHOOK_POLL_OWNER",
+    "adopt",
+    "adoption",
+    "await_callback",
+    "callback_url",
+    "cipher_for",
+    "decrypt_payload",
+    "holding_slot",
+    "read_route",
+    "reconcile",
+    "sign",
+    "signed_callback",
+    "token_matches",
+]

@@ -1,0 +1,23 @@
+"""The job store in Redis: key names (keys), the job record (records), the Lua scripts that
+keep records whole (scripts), the store itself (jobs) and the notifications still owed
+(outbox).
+"""
+
+from __future__ import annotations
+
+from worker.store import keys, scripts
+from worker.store.jobs import Job, JobStore, is_job_id, new_job_id
+from worker.store.outbox import NOTICE_LEASE_SECONDS
+from worker.store.records import decode, poll_log_entries
+
+__all__ = [
+    "NOTICE_LEASE_SECONDS",
+    "Job",
+    "JobStore",
+    "decode",
+    "is_job_id",
+    "keys",
+    "new_job_id",
+    "poll_log_entries",
+    "scripts",
+]

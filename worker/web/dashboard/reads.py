@@ -1,0 +1,95 @@
+"""What the dashboard reads from Redis, bounded whatever the number of jobs: the counts the
+scripts keep (worker/metrics.py), the head of the expiry set, and the newest ids of the
+jobs index with their records in one pipelined round trip. Nothing here scans every job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from worker.errors import CorruptRecord
+from worker.metrics import FleetCollector
+from worker.status import AT_RISK_SECONDS, JobStatus
+from worker.store import Job, decode, keys
+
+# Rows of the jobs table: the newest matches.
+PAGE_ROWS = 100
+# The newest ids a filter looks through (ids by prefix in Python, statuses with one pipelined
+# HGET each): a match older than these is not shown, and the page says so.
+FILTER_WINDOW = 2000
+# Jobs at risk listed (their total is counted apart): the soonest deleted first.
+AT_RISK_ROWS = 50
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the jobs page shows."""
+
+    counts: dict[str, int]
+    at_risk_total: int
+    at_risk: list[Job]
+    jobs: list[Job]
+    # True when the filter looked through FILTER_WINDOW ids and older ones were left.
+    window_full: bool
+
+
+def _records(client: redis.Redis, ids: list[str]) -> list[Job | None]:
+    """The records of `ids`, in order, in one round trip; None for one gone or unreadable
+    (the sweeper and the metrics count those)."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hgetall(keys.job(job_id))
+    return [_job(job_id, raw) for job_id, raw in zip(ids, pipe.execute(False), strict=True)]
+
+
+def _job(job_id: str, raw: object) -> Job | None:
+    if not isinstance(raw, dict) or not raw:
+        return None
+    try:
+        return decode(keys.job(job_id), raw)
+    except CorruptRecord:
+        return None
+
+
+def matching_ids(
+    client: redis.Redis, status: str | None, prefix: str, window: int = FILTER_WINDOW
+) -> tuple[list[str], bool]:
+    """The newest PAGE_ROWS ids (newest first) among the newest `window`, with `prefix` and
+    in `status` (None: any); and whether the window was full (older jobs not looked at)."""
+    raw = client.zrevrange(keys.JOBS_INDEX, 0, window - 1)
+    ids = [i.decode() for i in raw if i.decode().startswith(prefix)]
+    if status:
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(keys.job(job_id), "status")
+        found = pipe.execute(False)
+        ids = [i for i, s in zip(ids, found, strict=True) if s == status.encode()]
+    return ids[:PAGE_ROWS], len(raw) == window
+
+
+def overview(
+    client: redis.Redis,
+    collector: FleetCollector,
+    *,
+    status: str | None = None,
+    prefix: str = "",
+    now: float,
+) -> Overview:
+    """Counts by status, the jobs at risk (soonest first) and the newest matching jobs."""
+    snapshot = collector.read(now)
+    ids, window_full = matching_ids(client, status, prefix)
+    # Archived jobs leave the expiry set; what it holds up to a day ahead is at risk.
+    risky = client.zrangebyscore(
+        keys.EXPIRY, "-inf", now + AT_RISK_SECONDS, start=0, num=AT_RISK_ROWS
+    )
+    jobs = _records(client, [i.decode() for i in risky] + ids)
+    at_risk = [j for j in jobs[: len(risky)] if j and j.status != JobStatus.ARCHIVED]
+    return Overview(
+        counts=snapshot.jobs,
+        at_risk_total=snapshot.at_risk,
+        at_risk=at_risk,
+        jobs=[j for j in jobs[len(risky) :] if j],
+        window_full=window_full and bool(status or prefix),
+    )
