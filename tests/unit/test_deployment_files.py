@@ -1,4 +1,4 @@
-"""docker-compose.yml, the Procfile, .env.example, the settings and the README must agree;
+"""docker-compose.yml, the Procfile, .env.example, the settings and the docs must agree;
 the Dockerfile and the Makefile install from the lock files, which satisfy pyproject.toml;
 the operator files in config/ (alert rules, Grafana dashboard) name only exported metrics.
 
@@ -51,7 +51,7 @@ MIB = 1024 * 1024
 PROCESS_MIB = 60
 ARCHIVE_BUFFERS_MIB = 64
 WAITING_POLLS_MIB = 128
-# What the README says to alert on, each named by at least one rule.
+# What docs/operations.md says to alert on, each named by at least one rule.
 ALERTED_METRICS = {
     "lipsync_jobs_at_risk",
     "lipsync_oldest_unarchived_finished_video_age_seconds",
@@ -83,8 +83,8 @@ def procfile() -> dict[str, list[str]]:
 
 
 def settings_variables() -> set[str]:
-    """Every environment variable worker/settings.py reads."""
-    source = (ROOT / "worker" / "settings.py").read_text()
+    """Every environment variable worker/config/settings.py reads."""
+    source = (ROOT / "worker" / "config" / "settings.py").read_text()
     return set(re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', source))
 
 
@@ -330,10 +330,10 @@ def test_compose_and_env_example_only_name_real_settings(compose: dict[str, Any]
     assert named <= known, named - known
 
 
-def test_readme_documents_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text()
-    missing = {name for name in settings_variables() if f"`{name}`" not in readme}
-    assert not missing, f"README's configuration table lacks {sorted(missing)}"
+def test_the_configuration_doc_documents_every_setting() -> None:
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
+    missing = {name for name in settings_variables() if f"`{name}`" not in configuration}
+    assert not missing, f"docs/configuration.md's settings table lacks {sorted(missing)}"
 
 
 def test_honcho_accepts_the_procfile() -> None:
@@ -417,7 +417,7 @@ def test_the_makefile_builds_the_virtualenv_from_the_dev_lock_with_hashes() -> N
 
 
 def test_exported_metrics_are_found_in_worker_metrics() -> None:
-    # The regex must keep finding the metrics the README documents.
+    # The regex must keep finding the metrics docs/operations.md documents.
     assert {
         "lipsync_jobs",
         "lipsync_akool_calls_total",
