@@ -256,3 +256,19 @@ def test_akool_md_keeps_the_section_headings_code_comments_cite() -> None:
     headings = set((DOCS / "akool.md").read_text().splitlines())
     missing = [heading for heading in AKOOL_SECTIONS if heading not in headings]
     assert not missing, missing
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """The guarantees name the tests that prove them: a renamed test must be renamed there."""
+    named = {
+        name
+        for path in markdown_files()
+        for name in re.findall(r"`(test_[a-z0-9_]+)`", path.read_text())
+    }
+    defined = {
+        match
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for match in re.findall(r"^(?:async )?def (test_[a-z0-9_]+)", path.read_text(), re.M)
+    }
+    modules = {path.stem for path in (ROOT / "tests").rglob("test_*.py")}
+    assert sorted(named - defined - modules) == []

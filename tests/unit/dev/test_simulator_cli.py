@@ -13,7 +13,7 @@ import requests
 from worker.dev.simulator import SimulatorConfig
 
 TIMEOUT = 10
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
 COMMAND = [sys.executable, "-m", "worker.dev.simulator"]
 
