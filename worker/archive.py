@@ -21,12 +21,14 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
 
 from worker.config import (
     ARCHIVE_MAX_BYTES,
@@ -89,6 +91,9 @@ FORBIDDEN_S3_CODES = {"403", "AccessDenied"}
 
 def default_transfer_config() -> TransferConfig:
     """Transfer settings that keep an upload's memory bounded and independent of size."""
+    # Imported on first use, as boto3 is (worker/deps.py): only the archive worker needs it.
+    from boto3.s3.transfer import TransferConfig
+
     config = TransferConfig(
         multipart_threshold=PART_SIZE_BYTES,
         multipart_chunksize=PART_SIZE_BYTES,

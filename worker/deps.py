@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import boto3
 import redis
-from botocore.config import Config
 from redis.sentinel import Sentinel
 
 from worker.akool import AkoolClient, RequestBudget
@@ -130,6 +128,12 @@ def s3_client(endpoint_url: str | None = None) -> Any:
     validates it on read, which some S3-compatible stores answer wrongly for multipart
     objects. Stored bytes are checked by their own sha256 instead.
     """
+    # Imported here, not at the top: boto3 costs a fifth of a second of CPU to import, and
+    # most processes that import the package (the application's, the akool worker, beat,
+    # web) never talk to S3.
+    import boto3
+    from botocore.config import Config
+
     config = Config(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
