@@ -1,10 +1,10 @@
-"""/metrics against a private redis-server: with 10,000 jobs a scrape stays under 20 Redis
-commands and 50 ms, and the job counts the Lua scripts keep match the records as jobs move,
-are re-opened, or are written final twice."""
+"""/metrics against a private redis-server: a scrape runs the same bounded number of Redis
+commands however many jobs there are, and the job counts the Lua scripts keep match the
+records as jobs move, are re-opened, or are written final twice. How long a scrape of 10,000
+jobs takes is measured by the bench (bench part `scrape`), not asserted here."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,10 +22,10 @@ from worker.store.jobs import JobStore, new_job_id
 
 pytestmark = pytest.mark.integration
 
-SEEDED_JOBS = 10_000
+# Two fleets an order of magnitude apart: the scrape's cost in commands must not change.
+SMALL_FLEET = 80
+LARGE_FLEET = 800
 MAX_SCRAPE_COMMANDS = 20
-MAX_SCRAPE_SECONDS = 0.050
-TIMED_SCRAPES = 5
 RETENTION_SECONDS = 40 * 86400
 VIDEO = "https://videos.example.com/in.mp4"
 AUDIO = "https://videos.example.com/voice.wav"
@@ -106,27 +106,28 @@ def seed(client: redis.Redis, store: JobStore, count: int) -> None:
             assert store.fail(job_id, "the archive failed")
 
 
-def test_one_scrape_of_10000_jobs_runs_under_20_redis_commands_and_50_ms(
-    client: redis.Redis, store: JobStore
-) -> None:
-    seed(client, store, SEEDED_JOBS)
-    scrape(client)  # the first scrape of a Redis counts its jobs once
+def commands_of_one_scrape(client: redis.Redis) -> tuple[int, str]:
+    """Redis commands one scrape runs (after the first, which counts old jobs once)."""
+    scrape(client)
     before = commands_run(client)
     text = scrape(client)
-    used = commands_run(client) - before
-    seconds = []
-    for _ in range(TIMED_SCRAPES):
-        started = time.perf_counter()
-        scrape(client)
-        seconds.append(time.perf_counter() - started)
+    return commands_run(client) - before, text
 
-    assert used < MAX_SCRAPE_COMMANDS
-    assert statistics.median(seconds) < MAX_SCRAPE_SECONDS
-    assert sample(text, "lipsync_jobs", status="queued") == SEEDED_JOBS / 2
-    assert sample(text, "lipsync_jobs", status="processing") == SEEDED_JOBS / 4
-    assert sample(text, "lipsync_jobs", status="archived") == SEEDED_JOBS / 8
-    assert sample(text, "lipsync_jobs", status="failed") == SEEDED_JOBS / 8
-    assert sample(text, "lipsync_polls_waiting") == SEEDED_JOBS / 4
+
+def test_a_scrape_runs_the_same_few_redis_commands_however_many_jobs_there_are(
+    client: redis.Redis, store: JobStore
+) -> None:
+    seed(client, store, SMALL_FLEET)
+    small, _ = commands_of_one_scrape(client)
+    seed(client, store, LARGE_FLEET - SMALL_FLEET)
+    large, text = commands_of_one_scrape(client)
+
+    assert small == large < MAX_SCRAPE_COMMANDS
+    assert sample(text, "lipsync_jobs", status="queued") == LARGE_FLEET / 2
+    assert sample(text, "lipsync_jobs", status="processing") == LARGE_FLEET / 4
+    assert sample(text, "lipsync_jobs", status="archived") == LARGE_FLEET / 8
+    assert sample(text, "lipsync_jobs", status="failed") == LARGE_FLEET / 8
+    assert sample(text, "lipsync_polls_waiting") == LARGE_FLEET / 4
     assert sample(text, "lipsync_oldest_unarchived_finished_video_age_seconds") < 60
 
 

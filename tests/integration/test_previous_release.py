@@ -17,19 +17,21 @@ from tests.integration.conftest import AUDIO_URL, Deployment, video_url
 from worker.status import QUEUED_STALL_SECONDS, JobStatus
 from worker.store import new_job_id
 
-# Publishes the chain the previous release's submit_lipsync enqueued, by names alone.
+# Publishes the chain the previous release's submit_lipsync enqueued, by names alone, from
+# a Celery app that knows nothing of this package: only the broker and JSON messages.
 PUBLISH_BY_NAME = """
-import json, sys
-from celery import chain, signature
-from worker.celery_app import app
+import json, os, sys
+from celery import Celery, chain, signature
 
-assert "worker.tasks" not in sys.modules
+app = Celery(broker=os.environ["REDIS_URL"], set_as_current=False)
+app.conf.task_serializer = "json"
 job_id, first_kwargs = sys.argv[1], json.loads(sys.argv[2])
 chain(
     signature("lipsync.submit", args=[job_id], kwargs=first_kwargs, queue="lipsync.akool", app=app),
     signature("lipsync.poll", queue="lipsync.akool", app=app),
     signature("lipsync.archive", queue="lipsync.archive", app=app),
 ).apply_async()
+assert not any(name == "worker" or name.startswith("worker.") for name in sys.modules)
 """
 
 

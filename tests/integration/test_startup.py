@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,15 +118,13 @@ def evicting_redis(redis_server: RedisServer) -> Iterator[str]:
 
 
 def refusal(process: str, redis_url: str, cwd: Path) -> str:
-    """The Procfile's `process` started against `redis_url`: it must exit within 10 s
-    without serving; what it said."""
+    """The Procfile's `process` started against `redis_url`: it must exit by itself, without
+    serving (a process that served would outlive the timeout); what it said."""
     argv = procfile_argv(process)
     assert argv is not None
     env = _env(REDIS_URL=redis_url, AKOOL_API_KEY="k", ARCHIVE_BUCKET="b")
-    started = time.monotonic()
-    done = _run(argv, env, cwd, timeout=10)
+    done = _run(argv, env, cwd)
     assert done.returncode != 0
-    assert time.monotonic() - started < 10
     assert "ready" not in done.stdout + done.stderr
     return done.stderr
 
