@@ -1,4 +1,4 @@
-"""Part 7: the adaptive request budget against an Akool that allows fewer calls than
+"""The adaptive request budget against an Akool that allows fewer calls than
 AKOOL_MAX_RPS (the simulator answers 1005 beyond 20 requests a second; AKOOL_MAX_RPS=100).
 
 A fleet of jobs is driven by threads the way the submit and poll tasks drive it, without
@@ -8,7 +8,8 @@ now comes back at its reserved slot (SlotReserved) and goes on it; an answered p
 its next slot at once when the queue is longer than its backoff; a 1005 backs off. The run
 counts every call Akool answered, by second, so the share of 1005 answers and the calls
 served per second after the budget adapted can be read off. tests/integration/
-test_adaptive_budget.py runs a short one; `python -m bench --part adaptive` the long one.
+test_adaptive_budget.py runs a short one; `python -m bench --part adaptive` the long one,
+`python -m bench --smoke` a tiny one.
 """
 
 from __future__ import annotations
@@ -21,27 +22,36 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis
 import requests
 
-from bench.common import Section, fmt
-from worker.akool import AkoolClient
+from bench.common import Deadline, Section, fmt
+from bench.stack import PORTS
+from worker.akool import AkoolClient, RequestBudget, SlotReserved, holding_slot
+from worker.config import Secret
 from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.dev.stack import RedisServer
 from worker.errors import AkoolError, AkoolRateLimited
-from worker.ratelimit import RequestBudget, SlotReserved, holding_slot
-from worker.settings import Secret
 
 API_KEY = "bench-key-Adaptive7distinct"
 AUDIO = "https://videos.example.com/voice.wav"
 # The bench's scenario and its goals.
 SIM_RPS = 20
 MAX_RPS = 100.0
-JOBS = 500
-SECONDS = 90.0
-SETTLE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Size:
+    """Jobs driven, seconds they run, and the seconds after which the figures count."""
+
+    jobs: int
+    seconds: float
+    settle: float
+
+
+FULL = Size(jobs=500, seconds=90.0, settle=60.0)
+SMOKE = Size(jobs=20, seconds=3.0, settle=1.5)
 GOAL_1005_SHARE = 0.02
 GOAL_SERVED_SHARE = 0.90
 # Each job asks again this long after an answer (the poll backoff, short so the jobs want
@@ -189,58 +199,49 @@ def start_limited_simulator(per_second: int = SIM_RPS) -> Simulator:
     return sim
 
 
-def run() -> Section:
-    """Part 7 as a report section: 500 jobs, 90 s, the share of 1005 after the first 60 s."""
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmpdir:
-        server = RedisServer(Path(tmpdir)).start()
-        sim = start_limited_simulator()
+def run(*, smoke: bool, work: Path, deadline: Deadline) -> Section:
+    """FULL (SMOKE at smoke size): its jobs for its seconds, the 1005s after it settled."""
+    size = SMOKE if smoke else FULL
+    with tempfile.TemporaryDirectory(dir=work) as tmpdir:
+        with PORTS:
+            server = RedisServer(Path(tmpdir)).start()
+            sim = start_limited_simulator()
         try:
-            fleet = run_fleet(server.url, sim, jobs=JOBS, seconds=SECONDS)
+            fleet = run_fleet(server.url, sim, jobs=size.jobs, seconds=size.seconds)
         finally:
             sim.stop()
             server.stop()
-    section = _section(fleet)
-    section.seconds = time.monotonic() - started
-    return section
-
-
-def _section(fleet: FleetRun) -> Section:
-    share = fleet.share_1005(SETTLE_SECONDS)
-    served = fleet.served_per_second(SETTLE_SECONDS)
-    return Section(
-        title="7. Adaptive request budget (Akool allows 20/s, AKOOL_MAX_RPS=100)",
-        intro=(
-            f"{JOBS} jobs polling every {POLL_SECONDS:g} s through one RequestBudget (threads, "
-            f"no Celery) against the simulator answering 1005 beyond {SIM_RPS} requests a "
-            f"second; {SECONDS:g} s, measured after the first {SETTLE_SECONDS:g} s."
-        ),
-        headers=["measure", "value"],
-        rows=[
-            ["calls answered", str(len(fleet.calls))],
-            [f"1005 share after {SETTLE_SECONDS:g} s", f"{share:.2%}"],
-            [f"served calls per second after {SETTLE_SECONDS:g} s", fmt(served)],
-        ],
+    share = fleet.share_1005(size.settle)
+    served = fleet.served_per_second(size.settle)
+    after = f"after {size.settle:g} s"
+    section = Section(
+        f"adaptive request budget (Akool allows {SIM_RPS}/s, AKOOL_MAX_RPS={MAX_RPS:g})",
+        smoke=smoke,
         raw={"share_1005": share, "served_per_second": served},
     )
-
-
-def summary_rows(raw: dict[str, Any]) -> list[list[str]]:
-    """The goal rows of part 7 for the Goals table."""
-    share, served = raw["share_1005"], raw["served_per_second"]
+    section.table(
+        ["setting or figure", "value"],
+        [
+            ["jobs (threads, one RequestBudget, no Celery)", str(size.jobs)],
+            ["each job asks again after an answer, s", f"{POLL_SECONDS:g}"],
+            ["the simulator answers 1005 beyond, requests/s", str(SIM_RPS)],
+            ["run, s (measured after)", f"{size.seconds:g} ({size.settle:g})"],
+            ["calls answered", str(len(fleet.calls))],
+            [f"1005 share {after}", f"{share:.2%}"],
+            [f"served calls per second {after}", fmt(served)],
+        ],
+    )
     served_goal = GOAL_SERVED_SHARE * SIM_RPS
-    after = f"after {SETTLE_SECONDS:g} s"
-    return [
-        [
-            f"7. 1005 share < 2% {after} (Akool 20/s, AKOOL_MAX_RPS=100, {JOBS} jobs)",
-            f"{share:.2%}",
-            f"{GOAL_1005_SHARE:.0%}",
-            "met" if share < GOAL_1005_SHARE else "missed",
-        ],
-        [
-            f"7. calls served >= 90% of Akool's 20/s {after}",
-            f"{fmt(served)} calls/s",
-            f"{fmt(served_goal)} calls/s",
-            "met" if served >= served_goal else "missed",
-        ],
-    ]
+    section.goal(
+        f"1005 share < 2% {after} (Akool {SIM_RPS}/s, AKOOL_MAX_RPS={MAX_RPS:g}, {size.jobs} jobs)",
+        f"{share:.2%}",
+        f"{GOAL_1005_SHARE:.0%}",
+        share < GOAL_1005_SHARE,
+    )
+    section.goal(
+        f"calls served >= 90% of Akool's {SIM_RPS}/s {after}",
+        f"{fmt(served)} calls/s",
+        f"{fmt(served_goal)} calls/s",
+        served >= served_goal,
+    )
+    return section

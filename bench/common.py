@@ -1,4 +1,5 @@
-"""Shared helpers: environment for child processes, medians, timing, a bench-wide deadline."""
+"""Shared helpers: environment for child processes, medians, timing, a bench-wide deadline,
+and what every part returns (a Section, its goal rows judged by `verdict`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.names import MiB
 
 ROOT = Path(__file__).resolve().parent.parent
+# The verdict of every goal row at smoke size: tiny sizes cannot meet the goals.
+SMOKE_VERDICT = "smoke"
+# How many runs of a part go side by side at smoke size.
+SMOKE_THREADS = 3
+T = TypeVar("T")
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -80,18 +87,47 @@ def _first_line(argv: list[str]) -> str:
     return (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout else "missing"
 
 
+def each(calls: Sequence[Callable[[], T]], *, side_by_side: bool = False) -> list[T]:
+    """What each of `calls` returns, called one after the other, or SMOKE_THREADS side by
+    side (at smoke size: its figures are not judged, and its time is processes starting)."""
+    if not side_by_side:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(SMOKE_THREADS) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def verdict(ok: bool, detail: str = "", *, smoke: bool = False) -> str:
+    """A goal's verdict: "met" or "missed", with `detail` in brackets when given; at smoke
+    size SMOKE_VERDICT instead (the figures are not judged)."""
+    word = SMOKE_VERDICT if smoke else "met" if ok else "missed"
+    return f"{word} ({detail})" if detail else word
+
+
 @dataclass
 class Section:
-    """One part of the bench: its rows, notes and profile excerpts, ready for RESULTS.md."""
+    """What a part's `run()` returns: its figures (tables, profile blocks, `raw`) and its
+    goal rows (goal, measured, reference, verdict), ready for RESULTS.md. `part` is the
+    part's module name, set by `python -m bench`."""
 
     title: str
-    intro: str = ""
-    headers: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    smoke: bool = False
+    part: str = ""
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
     profiles: list[tuple[str, str]] = field(default_factory=list)
+    goals: list[list[str]] = field(default_factory=list)
     seconds: float = 0.0
     raw: dict[str, Any] = field(default_factory=dict)
+
+    def table(self, headers: list[str], rows: list[list[str]]) -> None:
+        self.tables.append((headers, rows))
+
+    def goal(self, goal: str, measured: str, reference: str, ok: bool, detail: str = "") -> None:
+        """Add a goal row, judged by `verdict` (not judged at smoke size)."""
+        self.goals.append([goal, measured, reference, verdict(ok, detail, smoke=self.smoke)])
+
+    def not_judged(self, goal: str, why: str) -> None:
+        """Add a goal row that could not be measured in this run, and why."""
+        self.goals.append([goal, "", "", why])
 
 
 class Deadline:

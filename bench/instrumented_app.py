@@ -1,4 +1,4 @@
-"""The worker's Celery app, instrumented for the poll-capacity and budget benches (2, 8).
+"""The worker's Celery app, instrumented for the polls, budget and engine parts.
 
     celery -A bench.instrumented_app worker -Q lipsync.akool,lipsync.archive
 
@@ -10,7 +10,7 @@ the Redis memory measured is the service's alone.
 
 BENCH_TRACE_DIR, when set, records every task run, every Akool status call and every poll's
 outcome (and, with BENCH_COUNT_ROUNDTRIPS=1, its Redis round trips) there: see bench/trace.py
-(part 8). BENCH_TRACE_STEPS=1 adds every task's round trips by command (part 3).
+(budget). BENCH_TRACE_STEPS=1 adds every task's round trips by command (engine).
 
 BENCH_ETA_TASK_LIMIT, when set, overrides `worker_eta_task_limit` (for the with/without
 comparison); BENCH_PREFETCH overrides `worker_prefetch_multiplier`; BENCH_STORE_RESULTS=1

@@ -20,8 +20,8 @@ from celery import Celery, chain
 
 from bench import trace
 from worker.celery_app import celery_config
+from worker.config.settings import get_settings
 from worker.names import AKOOL_QUEUE, ARCHIVE_QUEUE
-from worker.settings import get_settings
 
 app = Celery("bench-noop")
 app.conf.update(celery_config(get_settings()))

@@ -1,4 +1,4 @@
-"""Part 2: poll capacity — 1,000 and 10,000 jobs in flight against the simulator.
+"""Poll capacity — 1,000 and 10,000 jobs in flight against the simulator.
 
 Each run: a fresh stack (Redis, moto, the simulator with TCP_NODELAY), one worker from the
 Procfile's command on `bench.instrumented_app` (the worker's app plus a task_prerun hook
@@ -14,38 +14,46 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from bench import profiling
-from bench.common import ROOT, MiB, Section, fmt, percentile
+from bench.common import Deadline, MiB, Section, each, fmt, percentile
 from bench.procstat import children, cpu_seconds, tree_rss_bytes
-from bench.stack import bench_env, bench_stack, log_tail, worker
-from worker import keys
+from bench.stack import bench_env, bench_stack, running_worker, seed
 from worker.names import AKOOL_QUEUE
-from worker.settings import AKOOL_MAX_RPS
+from worker.store import keys
 
 LAG_GOAL = 5.0
 REDIS_GOAL = 4096
+# Worker memory is bounded when its growth at the most jobs in flight stays under this many
+# times its growth at the fewest.
+BOUNDED_GROWTH = 2.0
 QUEUE = AKOOL_QUEUE
 MEAN_INTERVAL = 45.0  # U(30, 60) with POLL_MAX_SECONDS = 60
+# Seconds the part needs besides its windows: stacks, seeding 10,000 jobs, warm-ups, stops,
+# the profile and a margin.
+OVERHEAD_SECONDS = 1.0 * 60 + 2 * 55 + 15 + 20
 
 
 @dataclass
 class Run:
+    """One run: its jobs in flight, window and settings; its figures and profiles after."""
+
     label: str
     jobs: int
     window: float
     eta_limit: str = "none"
     warmup_max: float = 45.0
     profile_seconds: float = 0.0
+    # After the warm-up, before the window.
+    settle: float = 3.0
     figures: dict[str, Any] = field(default_factory=dict)
     profiles: list[tuple[str, str]] = field(default_factory=list)
 
@@ -101,8 +109,8 @@ def _sample_memory(client: redis.Redis, jobs: int) -> dict[str, float]:
         out[name] = (client.memory_usage(key, samples=0) or 0) / jobs
     metas = sum(1 for _ in client.scan_iter("celery-task-meta-*", count=1000))
     out["celery-task-meta keys"] = metas
-    if keys:
-        out["job hash as listpack"] = _listpack_size(client, keys[0])
+    if hashes:
+        out["job hash as listpack"] = _listpack_size(client, hashes[0])
     return out
 
 
@@ -127,13 +135,8 @@ def measure(run: Run) -> Run:
         lag_dir.mkdir()
         env = bench_env(stack, BENCH_LAG_DIR=str(lag_dir), BENCH_ETA_TASK_LIMIT=run.eta_limit)
         client = redis.Redis.from_url(env["REDIS_URL"])
-        proc = worker(stack, env, app="bench.instrumented_app", name="poller")
-        try:
+        with running_worker(stack, env, app="bench.instrumented_app", name="poller") as proc:
             _measure_live(run, stack, env, client, proc, lag_dir)
-        except Exception as e:
-            raise RuntimeError(f"{run.label}: {e}\n{log_tail(proc)}") from e
-        finally:
-            proc.stop()
     return run
 
 
@@ -145,25 +148,13 @@ def _measure_live(
     time.sleep(1)
     base_memory = int(client.info("memory")["used_memory"])
     idle_main, idle_tree = tree_rss_bytes(pid)
-    seeded_at = time.time()
-    seed = subprocess.run(
-        [sys.executable, "-m", "bench.seed", str(run.jobs)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if seed.returncode != 0:
-        raise RuntimeError(f"bench.seed failed:\n{seed.stderr[-3000:]}")
-    seed_end = time.time()
+    seeded_at, seed_end = seed(env, run.jobs)
     # Warm-up: the seeding burst reaches the worker; wait until the queue is drained (or
     # the warm-up bound passes: with a binding ETA limit it never is).
     warm_end = time.monotonic() + run.warmup_max
     while time.monotonic() < warm_end and client.llen(QUEUE) > 200:
         time.sleep(0.5)
-    time.sleep(3)
+    time.sleep(run.settle)
     start = time.time()
     polls0 = int(stack.simulator.stats()["polls"])
     procs = [pid, *children(pid)]
@@ -242,128 +233,145 @@ def _profile(pid: int, run: Run, directory: Path) -> list[tuple[str, str]]:
     ]
 
 
-def run(directory: Path, runs: list[Run]) -> Section:
-    started = time.monotonic()
-    section = Section("2. Poll capacity (jobs in flight)")
-    for item in runs:
-        measure(item)
-    section.intro = (
-        "Procfile worker (prefork, --concurrency 2), default POLL_INITIAL_SECONDS=5 / "
-        "POLL_MAX_SECONDS=60, AKOOL_MAX_RPS=1000, simulator and moto with TCP_NODELAY (see "
-        "part 3). Jobs are seeded straight into steady state (poll interval at its cap, "
-        "first countdowns drawn from the steady-state residual), so the worker carries "
-        "N / 45 polls a second from the start. Lag = poll start - its ETA (task_prerun "
-        "hook of bench.instrumented_app). Window figures are after a warm-up in which the "
-        "seeding burst drains; 'start-up' is the lag while a worker takes on all N at once "
-        "(what a restart with N jobs in flight looks like). Redis per job = used_memory "
-        "above the pre-seed baseline / N."
-    )
-    section.headers = [
-        "jobs",
-        "worker_eta_task_limit",
-        "window s",
-        "polls/s (intended)",
-        "lag p50 / p99 / max s",
-        "overdue in Redis at end (oldest s)",
-        "start-up lag p99 / max s",
-        "Akool calls per job per min",
-        "worker main RSS MiB (idle -> max)",
-        "worker tree RSS MiB max",
-        "Redis B/job",
-        "worker CPU ms/poll (cores)",
+def runs(smoke: bool, deadline: Deadline) -> list[Run]:
+    """The runs: two tiny ones at smoke size; otherwise 1,000 and 10,000 jobs, and 10,000 with
+    worker_eta_task_limit, their windows shortened to fit what is left of the budget."""
+    if smoke:
+        return [
+            Run("smoke", 20, 1.5, warmup_max=5, settle=0.5, profile_seconds=1),
+            Run("smoke-limit", 20, 1.0, "5", warmup_max=2, settle=0.5),
+        ]
+    windows = {"1k": 40.0, "10k": 60.0, "10k-limit": 35.0}
+    spare = deadline.left() - OVERHEAD_SECONDS
+    scale = max(0.3, min(1.0, spare / sum(windows.values())))
+    return [
+        Run("1k", 1_000, windows["1k"] * scale),
+        Run("10k", 10_000, windows["10k"] * scale, profile_seconds=15),
+        # The limit binds at 10,000 jobs; the queue never drains, so a short warm-up.
+        Run("10k-limit", 10_000, windows["10k-limit"] * scale, "2500", warmup_max=10),
     ]
-    for item in runs:
-        f = item.figures
-        section.rows.append(
-            [
-                f"{item.jobs:,}",
-                item.eta_limit,
-                fmt(f["seconds"], 0),
-                f"{fmt(f['poll_rate'])} ({fmt(f['expected_rate'])})",
-                f"{fmt(f['lag_p50'], 3)} / {fmt(f['lag_p99'], 2)} / {fmt(f['lag_max'], 2)}",
-                f"{f['overdue']:,} ({fmt(f['overdue_oldest'], 1)})",
-                f"{fmt(f['startup_p99'], 2)} / {fmt(f['startup_max'], 2)}",
-                fmt(f["calls_per_job_min"], 2),
-                f"{fmt(f['idle_main'] / MiB, 0)} -> {fmt(f['main_max'] / MiB, 0)}",
-                fmt(f["tree_max"] / MiB, 0),
-                fmt(f["redis_per_job"], 0),
-                f"{fmt(f['cpu_ms_per_poll'], 1)} ({fmt(f['cpu_cores'], 2)})",
-            ]
-        )
-    _notes(section, runs)
-    for item in runs:
+
+
+def run(*, smoke: bool, work: Path, deadline: Deadline) -> Section:
+    """Every run of `runs`, each on a fresh stack, one after the other (side by side at
+    smoke size)."""
+    section = Section("poll capacity (jobs in flight)", smoke=smoke)
+    done = each([partial(measure, item) for item in runs(smoke, deadline)], side_by_side=smoke)
+    section.table(
+        [
+            "jobs",
+            "worker_eta_task_limit",
+            "window s",
+            "polls/s (intended)",
+            "lag p50 / p99 / max s",
+            "overdue in Redis at end (oldest s)",
+            "start-up lag p99 / max s",
+            "Akool calls per job per min",
+            "worker main RSS MiB (idle -> max)",
+            "worker tree RSS MiB max",
+            "Redis B/job",
+            "worker CPU ms/poll (cores)",
+        ],
+        [_row(item) for item in done],
+    )
+    section.table(["figure", *(f"{r.jobs:,}, limit {r.eta_limit}" for r in done)], _figures(done))
+    unlimited = [r for r in done if r.eta_limit == "none"]
+    section.table(
+        ["Redis bytes per job (MEMORY USAGE, live)", *(f"{r.jobs:,} jobs" for r in unlimited)],
+        _bytes_by_key(unlimited),
+    )
+    for item in done:
         section.profiles += item.profiles
-    section.raw = {item.label: item.figures for item in runs}
-    section.seconds = time.monotonic() - started
+    section.raw = {item.label: item.figures for item in done}
+    _goals(section, done)
     return section
 
 
-def _notes(section: Section, runs: list[Run]) -> None:
-    unlimited = [r for r in runs if r.eta_limit == "none"]
+def _row(item: Run) -> list[str]:
+    f = item.figures
+    return [
+        f"{item.jobs:,}",
+        item.eta_limit,
+        fmt(f["seconds"], 0),
+        f"{fmt(f['poll_rate'])} ({fmt(f['expected_rate'])})",
+        f"{fmt(f['lag_p50'], 3)} / {fmt(f['lag_p99'], 2)} / {fmt(f['lag_max'], 2)}",
+        f"{f['overdue']:,} ({fmt(f['overdue_oldest'], 1)})",
+        f"{fmt(f['startup_p99'], 2)} / {fmt(f['startup_max'], 2)}",
+        fmt(f["calls_per_job_min"], 2),
+        f"{fmt(f['idle_main'] / MiB, 0)} -> {fmt(f['main_max'] / MiB, 0)}",
+        fmt(f["tree_max"] / MiB, 0),
+        fmt(f["redis_per_job"], 0),
+        f"{fmt(f['cpu_ms_per_poll'], 1)} ({fmt(f['cpu_cores'], 2)})",
+    ]
+
+
+def _bytes_by_key(runs: list[Run]) -> list[list[str]]:
+    """Bytes per job of each kind of key, one column a run; the job hash as it would be as a
+    listpack, and how many celery-task-meta keys there were."""
+    kinds = list(runs[0].figures["breakdown"]) if runs else []
+    rows = []
+    for kind in kinds:
+        values = [r.figures["breakdown"].get(kind, math.nan) for r in runs]
+        count = kind == "celery-task-meta keys"
+        label = (
+            "job hash as a listpack (hash-max-listpack-value 1024)" if "listpack" in kind else kind
+        )
+        rows.append([label, *(f"{v:,.0f}" if count else fmt(v, 0) for v in values)])
+    return rows
+
+
+def _growth(item: Run) -> float:
+    """The main process's RSS above idle at its most, per job in flight (bytes)."""
+    return (item.figures["main_max"] - item.figures["idle_main"]) / item.jobs
+
+
+def _figures(done: list[Run]) -> list[list[str]]:
+    """Each run's seeding, warm-up and what the worker held, one column a run."""
+    rows = {
+        "seeding took, s": lambda r: fmt(r.figures["seed_seconds"], 1),
+        "backlog drained (window's start), s after the seeding": lambda r: fmt(
+            r.figures["warmup_seconds"], 0
+        ),
+        "main process RSS above idle per job in flight, KiB": lambda r: fmt(_growth(r) / 1024, 1),
+        "messages the worker held: at the end (min / max in the window)": lambda r: (
+            f"{r.figures['held_end']:,} ({r.figures['held_min']:,} / {r.figures['held_max']:,})"
+        ),
+        "messages waiting in Redis, max in the window": lambda r: f"{r.figures['backlog_max']:,}",
+    }
+    return [[label, *(cell(r) for r in done)] for label, cell in rows.items()]
+
+
+def _goals(section: Section, done: list[Run]) -> None:
+    unlimited = sorted((r for r in done if r.eta_limit == "none"), key=lambda r: r.jobs)
     for item in unlimited:
-        f = item.figures
-        lag_gap = f["lag_p99"] - LAG_GOAL
-        mem_gap = f["redis_per_job"] - REDIS_GOAL
-        lag_verdict = "met" if lag_gap <= 0 else f"missed by {fmt(lag_gap, 2)} s"
-        mem_verdict = "met" if mem_gap < 0 else f"missed by {fmt(mem_gap, 0)} B"
-        per_task = (f["main_max"] - f["idle_main"]) / item.jobs
-        section.notes.append(
-            f"{item.jobs:,} jobs, no ETA limit: lag p99 {fmt(f['lag_p99'], 2)} s ({lag_verdict}; "
-            f"goal <= 5 s); Redis {fmt(f['redis_per_job'], 0)} B/job ({mem_verdict}; goal "
-            f"< 4 KB); the main process holds every waiting poll: {fmt(per_task / 1024, 1)} KiB "
-            "each above idle (celery#2218), so its memory grows with the jobs in flight "
-            "instead of staying bounded."
+        f, jobs = item.figures, f"{item.jobs:,}"
+        section.goal(
+            f"poll lag p99 <= 5 s ({jobs} jobs, steady state)",
+            f"{fmt(f['lag_p99'], 2)} s (start-up p99 {fmt(f['startup_p99'], 1)} s)",
+            f"{LAG_GOAL:g} s",
+            f["lag_p99"] <= LAG_GOAL,
         )
-        breakdown = f["breakdown"]
-        parts = ", ".join(
-            f"{name} {fmt(value, 0)}"
-            for name, value in breakdown.items()
-            if name not in ("celery-task-meta keys", "job hash as listpack")
+        section.goal(
+            f"Redis memory per job < 4 KiB ({jobs} jobs)",
+            f"{fmt(f['redis_per_job'], 0)} B",
+            f"{REDIS_GOAL:,} B",
+            f["redis_per_job"] < REDIS_GOAL,
         )
-        listpack = breakdown.get("job hash as listpack", math.nan)
-        section.notes.append(
-            f"Redis bytes per job at {item.jobs:,} (MEMORY USAGE, live): {parts}; "
-            f"celery-task-meta keys: {breakdown.get('celery-task-meta keys', 0):,}. The job "
-            f"hash would take {fmt(listpack, 0)} B instead with Redis's "
-            "hash-max-listpack-value raised to 1024 (its URLs exceed the default 64)."
-        )
-    for item in runs:
-        if item.eta_limit == "none":
-            continue
-        f = item.figures
-        section.notes.append(
-            f"{item.jobs:,} jobs with worker_eta_task_limit={item.eta_limit}: memory is "
-            f"capped (main {fmt(f['main_max'] / MiB, 0)} MiB) but the worker starves: it ran "
-            f"{fmt(f['poll_rate'])} polls/s of the {fmt(f['expected_rate'])} needed; the "
-            f"messages it held fell to {f['held_end']:,} (between {f['held_min']:,} and "
-            f"{f['held_max']:,} during the window) while up to {f['backlog_max']:,} waited in "
-            f"Redis; at the end {f['overdue']:,} polls there were past their ETA, the oldest "
-            f"by {fmt(f['overdue_oldest'], 0)} s (the lag columns only see the polls that did "
-            "run). Cause (kombu 5.6.2, kombu/common.py QoS): increment_eventually clamps the "
-            "prefetch count at the limit and drops the excess, but apply_eta_task calls "
-            "decrement_eventually for every ETA task it runs, so once the limit binds every "
-            "poll lowers the prefetch budget for good, down to 1."
-        )
-    budget = AKOOL_MAX_RPS * MEAN_INTERVAL
-    section.notes.append(
-        f"With the default AKOOL_MAX_RPS={AKOOL_MAX_RPS:g} (the runs above use 1000): the "
-        f"fleet's budget allows {AKOOL_MAX_RPS:g} polls/s, enough to poll about "
-        f"{budget:,.0f} jobs at the POLL_MAX_SECONDS pace (one poll per ~{MEAN_INTERVAL:g} s "
-        f"each). 1,000 jobs need {1000 / MEAN_INTERVAL:.0f} polls/s and 10,000 need "
-        f"{10000 / MEAN_INTERVAL:.0f}/s; at 5/s each of 10,000 jobs is polled about every "
-        f"{10000 / AKOOL_MAX_RPS:,.0f} s ({10000 / AKOOL_MAX_RPS / 60:.0f} min), so a finished "
-        "video is noticed up to that late; each poll then waits for its reserved slot of the "
-        "budget as its countdown, one task run per Akool call (part 8). Polling 10,000 jobs a "
-        "minute apart takes 167 requests/s, not 5: size AKOOL_MAX_RPS >= jobs in flight / "
-        "45 s within what Akool allows, or accept the longer interval."
+    small, big = unlimited[0], unlimited[-1]
+    limited = next((r.figures for r in done if r.eta_limit != "none"), {})
+    growth = big.figures["main_max"] - big.figures["idle_main"]
+    small_growth = small.figures["main_max"] - small.figures["idle_main"]
+    times = growth / small_growth if small_growth > 0 else math.inf
+    section.goal(
+        f"worker memory bounded ({big.jobs:,} jobs)",
+        f"main process {fmt(big.figures['idle_main'] / MiB, 0)} -> "
+        f"{fmt(big.figures['main_max'] / MiB, 0)} MiB ({fmt(_growth(big) / 1024, 1)} KiB per "
+        f"waiting poll); with worker_eta_task_limit: "
+        f"{fmt(limited.get('main_max', math.nan) / MiB, 0)} MiB, "
+        f"{fmt(limited.get('poll_rate', math.nan))} of "
+        f"{fmt(limited.get('expected_rate', math.nan))} polls/s, polls "
+        f"{fmt(limited.get('overdue_oldest', math.nan), 0)} s overdue",
+        f"bounded: growth < {BOUNDED_GROWTH:g} x that at {small.jobs:,} jobs",
+        times < BOUNDED_GROWTH,
+        f"{times:.1f} x",
     )
-    for item in unlimited:
-        f = item.figures
-        if item.jobs >= 10_000:
-            section.notes.append(
-                f"Start-up at {item.jobs:,}: the worker takes on all {item.jobs:,} messages at "
-                f"once (as after a restart); it fetches one message per event-loop turn, so "
-                f"polls due in the first seconds start late (p99 {fmt(f['startup_p99'], 1)} s, "
-                f"max {fmt(f['startup_max'], 1)} s) until the backlog has drained "
-                f"({fmt(f['warmup_seconds'], 0)} s after the seeding ended)."
-            )

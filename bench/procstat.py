@@ -51,17 +51,7 @@ def children(pid: int) -> list[int]:
 def tree_rss_bytes(pid: int) -> tuple[int, int]:
     """(RSS of `pid` itself, RSS of `pid` plus all its descendants)."""
     own = rss_bytes(pid)
-    total = own
-    stack = children(pid)
-    seen = {pid}
-    while stack and len(seen) < 1000:
-        child = stack.pop()
-        if child in seen:
-            continue
-        seen.add(child)
-        total += rss_bytes(child)
-        stack += children(child)
-    return own, total
+    return own, own + sum(rss_bytes(child) for child in tree_pids(pid)[1:])
 
 
 def machine() -> dict[str, str]:
@@ -93,8 +83,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_pids(pid: int) -> list[int]:
-    """`pid` and all its descendants."""
-    out, stack = [], [pid]
+    """`pid` and all its descendants (at most 1,000), `pid` first."""
+    out: list[int] = []
+    stack = [pid]
     while stack and len(out) < 1000:
         current = stack.pop()
         if current in out:

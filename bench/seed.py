@@ -1,4 +1,4 @@
-"""Put N jobs straight into steady-state polling, for the poll-capacity bench.
+"""Put N jobs straight into steady-state polling, for the polls and budget parts.
 
     python -m bench.seed N
 
@@ -11,7 +11,7 @@ start, the load it would carry after all N jobs had been polling for a while, in
 ramp of fast early polls. Settings (REDIS_URL, AKOOL_BASE_URL...) come from the environment.
 Prints one JSON line. With BENCH_SEED_PREVIOUS set to a path, also writes there one line
 "<akool id> <epoch>" per job: when its notional previous poll was (the start of the drawn
-interval whose rest is the first countdown), for part 8's first gap between polls.
+interval whose rest is the first countdown), for the budget part's first gap between polls.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import requests
 from celery import chain
 
 from worker import deps
-from worker.jobs import new_job_id
 from worker.status import JobStatus
+from worker.store.jobs import new_job_id
 from worker.tasks import archive, poll
 
 VIDEO_URL = "https://videos.example.com/in.mp4?sim_polls=1000000&sim_seconds=86400"

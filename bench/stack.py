@@ -1,5 +1,6 @@
 """Local processes for the Celery benches: a private stack (worker.dev.stack) plus helpers to
-start a worker of any app module, enqueue from a child process and wait, all bounded."""
+start a worker of any app module, enqueue or seed jobs from a child process and wait, all
+bounded; and the lock that keeps servers started side by side off each other's ports."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +35,10 @@ from worker.dev.stack import (
 )
 
 QUEUES = ",".join(names.QUEUES)
+# Held from picking a port to listening on it. free_port() answers a port that was free a
+# moment ago, and the kernel soon answers the same one again: servers started side by side
+# (the parts and runs of a smoke run) would otherwise share a port.
+PORTS = threading.Lock()
 
 
 def bench_env(stack: Stack, **overrides: str) -> dict[str, str]:
@@ -68,10 +74,10 @@ def worker(
     return start_worker(stack.directory, env, name=name, argv=argv)
 
 
-def enqueue(env: dict[str, str], *args: str, timeout: float = 300) -> dict[str, Any]:
-    """Run bench.enqueue in a child process; its JSON answer."""
+def _run_module(module: str, args: list[str], env: dict[str, str], timeout: float) -> str:
+    """`python -m module args` in a child process; its standard output."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.enqueue", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -80,9 +86,27 @@ def enqueue(env: dict[str, str], *args: str, timeout: float = 300) -> dict[str, 
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"bench.enqueue {args[:2]} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{module} {args[:2]} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def enqueue(env: dict[str, str], *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run bench.enqueue in a child process; its JSON answer."""
+    out = _run_module("bench.enqueue", list(args), env, timeout)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
+
+
+def seed(
+    env: dict[str, str], jobs: int, *, previous: Path | None = None, timeout: float = 300
+) -> tuple[float, float]:
+    """Run bench.seed with `jobs` jobs (their notional previous polls written to `previous`,
+    when given); the epochs it started and ended."""
+    if previous is not None:
+        env = {**env, "BENCH_SEED_PREVIOUS": str(previous)}
+    started = time.time()
+    _run_module("bench.seed", [str(jobs)], env, timeout)
+    return started, time.time()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> float | None:
@@ -97,6 +121,20 @@ def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) 
 
 def log_tail(process: Process, chars: int = 3000) -> str:
     return process.log_text()[-chars:]
+
+
+@contextlib.contextmanager
+def running_worker(
+    stack: Stack, env: dict[str, str], *, app: str, name: str, concurrency: int = 2
+) -> Iterator[Process]:
+    """`worker(...)`, stopped at the end; an error raised inside carries its log's tail."""
+    proc = worker(stack, env, app=app, name=name, concurrency=concurrency)
+    try:
+        yield proc
+    except Exception as e:
+        raise RuntimeError(f"{name}: {e}\n{log_tail(proc)}") from e
+    finally:
+        proc.stop()
 
 
 # moto keeps an object in memory up to this size and spools the rest to a temporary file
@@ -127,12 +165,13 @@ def bench_stack(*, nodelay: bool = True) -> Iterator[Stack]:
     directory = Path(tempfile.mkdtemp(prefix="lipsync-bench-"))
     services: list[Any] = []
     try:
-        redis_server = RedisServer(directory).start()
-        services.append(redis_server)
-        s3 = (NoDelayS3 if nodelay else S3Server)(directory).start()
-        services.append(s3)
-        sim = SimulatorServer(directory).start()
-        services.append(sim)
+        with PORTS:
+            redis_server = RedisServer(directory).start()
+            services.append(redis_server)
+            s3 = (NoDelayS3 if nodelay else S3Server)(directory).start()
+            services.append(s3)
+            sim = SimulatorServer(directory).start()
+            services.append(sim)
         env = stack_env(redis_server.url, s3.url, sim.url)
         stack = Stack(directory, redis_server, s3, sim, env)
         boto3.client(

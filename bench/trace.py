@@ -1,5 +1,5 @@
-"""What the worker did, recorded to files for part 8 (the fleet at its request budget) and
-part 3 (Redis round trips per job, by step).
+"""What the worker did, recorded to files for the budget part (the fleet at its request
+budget) and the engine part (Redis round trips per job, by step); `read_records` reads them.
 
 `bench.instrumented_app` (and `bench.noop_app`) call `install_from_env()`: with
 BENCH_TRACE_DIR set, every process of the worker then appends lines to files of its own in
@@ -27,7 +27,7 @@ each one request and its answer). `ours` are those on connections of the service
 are -1. `commands` names our round trips in order, comma-separated, a pipeline's commands
 joined by "+" (MULTI+HSET+EXEC); "-" when none or not counted.
 
-With BENCH_TRACE_STEPS=1 as well (part 3: round trips per job, by step), every task run is
+With BENCH_TRACE_STEPS=1 as well (engine: round trips per job, by step), every task run is
 recorded, and the main process's Celery traffic by command, for a window of the bench's
 choosing:
 
@@ -50,6 +50,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,10 +59,10 @@ from celery.signals import task_postrun, task_prerun, worker_ready
 from redis.connection import AbstractConnection
 
 from worker import deps
-from worker.akool import AkoolClient
+from worker.akool.budget import SlotReserved
+from worker.akool.client import AkoolClient
 from worker.errors import AkoolRateLimited
 from worker.names import POLL_TASK
-from worker.ratelimit import SlotReserved
 
 REDIS_SAMPLE_SECONDS = 5.0
 # Steps mode: fine enough to cut a burst of a few seconds out of the main process's counts.
@@ -123,6 +124,15 @@ class _Trace:
 
 
 _trace: _Trace | None = None
+
+
+def read_records(directory: Path, kind: str) -> Iterator[list[str]]:
+    """The lines of every process's file of `kind` in `directory`, split into words (blank
+    lines left out)."""
+    for path in sorted(directory.glob(f"{kind}-*.txt")):
+        for line in path.read_text().splitlines():
+            if words := line.split():
+                yield words
 
 
 def install(directory: Path, *, count_roundtrips: bool, steps: bool = False) -> None:
