@@ -4,6 +4,7 @@ goes to a log file and whose whole group is stopped on exit."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -17,11 +18,35 @@ from typing import IO
 STOP_TIMEOUT_SECONDS = 10.0
 
 
+# The rig's servers listen on ports below the kernel's ephemeral range (Linux starts it at
+# 32768, macOS at 49152): there, no outgoing connection of another process can take a port
+# between the moment it is chosen and the moment its server binds it.
+RIG_PORTS = range(20000, 32000)
+# Each process walks its own stretch of RIG_PORTS, one port after another, so processes
+# started side by side (the suite's pytest-xdist workers, the bench's parts) do not choose
+# the same port, and one process never hands out a port twice.
+PORTS_PER_PROCESS = 1000
+
+
+def _first_port() -> int:
+    """Where this process's stretch starts: by its pytest-xdist worker number in the suite
+    (the stretches of gw0, gw1, ... never overlap), else by its process id."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+    slot = int(worker) + 1 if worker.isdigit() else os.getpid()
+    return (slot % (len(RIG_PORTS) // PORTS_PER_PROCESS)) * PORTS_PER_PROCESS
+
+
+_ports = itertools.count(_first_port())
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1, free when chosen, not handed out before by this process."""
+    for _ in range(len(RIG_PORTS)):
+        port = RIG_PORTS.start + next(_ports) % len(RIG_PORTS)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    raise OSError(f"no free port in {RIG_PORTS}")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
