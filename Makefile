@@ -9,24 +9,31 @@ STACK_ENV := .demo/stack.env
 .PHONY: lock docker-compose promtool
 
 # Every dependency from the lock (exact versions, hashes checked), then the project itself.
-$(STAMP): pyproject.toml requirements-dev.lock
+# The installer is uv, itself installed by pip from requirements-uv.lock (pinned, hashes
+# checked): it installs the dev lock in seconds, where pip spends over a minute of CPU
+# unpacking and byte-compiling its ~130 packages one after another.
+$(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-	  --require-hashes --no-deps -r requirements-dev.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	  --require-hashes --no-deps -r requirements-uv.lock
+	$(UV_INSTALL) --require-hashes --no-deps -r requirements-dev.lock
+	$(UV_INSTALL) --no-deps -e .
 	touch $(STAMP)
 
-# Regenerates the three lock files from pyproject.toml with uv, keeping the versions they
-# pin unless pyproject.toml's ranges exclude them; `make lock UPGRADE=1` takes the newest
+# Regenerates the lock files from pyproject.toml with uv (and requirements-uv.lock, the
+# installer's own pin, from UV_VERSION), keeping the versions they pin unless pyproject.toml's ranges exclude them; `make lock UPGRADE=1` takes the newest
 # versions the ranges allow. The runtime and Flower locks are constrained to the dev lock's
 # versions, so the image runs what the tests ran.
 UV_VERSION := 0.13.9
-LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
-	--python-platform linux --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform linux --custom-compile-command "make lock"
+LOCK := $(COMPILE) pyproject.toml $(if $(UPGRADE),--upgrade)
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check \
 	  uv==$(UV_VERSION)
+	echo "uv==$(UV_VERSION)" | $(COMPILE) - -o requirements-uv.lock
 	$(LOCK) --extra dev --extra demo -o requirements-dev.lock
 	$(LOCK) -c requirements-dev.lock -o requirements.lock
 	$(LOCK) --extra flower -c requirements-dev.lock -o requirements-flower.lock
@@ -103,10 +110,15 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP) redis-server redis-sentinel
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal tests/integration
 
+# The suite runs on TEST_PROCESSES pytest processes at once (pytest-xdist). The integration
+# tier mostly waits on the processes it starts, so more test processes than cores keep both
+# cores of a small machine busy; every test owns its ports, Redis databases and temporary
+# directories. Work-stealing hands a long test's neighbours to idle processes.
+TEST_PROCESSES ?= 4
 test: lint redis-server redis-sentinel docker-compose promtool chromium
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist worksteal tests
 
 bench: $(STAMP) redis-server
 	$(BIN)/python -m bench

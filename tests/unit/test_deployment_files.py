@@ -411,6 +411,7 @@ def test_the_makefile_builds_the_virtualenv_from_the_dev_lock_with_hashes() -> N
     recipe = re.search(r"^\$\(STAMP\):.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert recipe, "no virtualenv recipe"
     steps = recipe[1]
+    assert "--require-hashes --no-deps -r requirements-uv.lock" in steps
     assert "--require-hashes --no-deps -r requirements-dev.lock" in steps
     assert "--no-deps -e ." in steps
     assert "'.[" not in steps, "the virtualenv resolves dependencies instead of the lock"
