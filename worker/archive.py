@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 # Parts of 8 MiB, at most 4 in flight and 4 buffered: about 64 MiB of buffers at worst,
 # whatever the size of the video (boto3's defaults buffer 10 chunks for a stream). Chosen by
-# measurement, with the settings tried and not kept: bench/RESULTS.md, part 1.
+# measurement, with the settings tried and not kept: bench/RESULTS.md, part `throughput`.
 PART_SIZE_BYTES = 8 * MiB
 UPLOAD_CONCURRENCY = 4
 BUFFERED_PARTS = 4

@@ -106,7 +106,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         # worker_eta_task_limit is deliberately NOT set, although the worker holds every
         # waiting poll countdown in memory (~12 KiB each, celery#2218). Measured with
-        # `python -m bench` (part 2, 10,000 polling jobs): with a limit that binds (2,500) the
+        # `python -m bench` (part `polls`, 10,000 polling jobs): with a limit that binds (2,500) the
         # worker starves (it ran 38 of the 222 polls/s needed; ~7,900 polls sat in Redis up
         # to 56 s past their ETA), because kombu 5.6.2's QoS clamps the prefetch increments
         # at the limit but still decrements once per ETA task run, so the prefetch budget

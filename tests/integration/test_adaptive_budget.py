@@ -1,6 +1,6 @@
 """The adaptive request budget as the scrape shows it. How the rate adapts is tested rule by
 rule in test_ratelimit.py; a fleet against an Akool allowing 20 calls a second with a
-ceiling of 100 is bench part 7 (`python -m bench --part adaptive`)."""
+ceiling of 100 is bench part `adaptive` (`python -m bench --part adaptive`)."""
 
 from __future__ import annotations
 

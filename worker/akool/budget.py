@@ -48,7 +48,7 @@ DEFAULT_BURST = 1
 RATE_LIMITED_MESSAGE = "the shared Akool request budget (AKOOL_MAX_RPS) is spent"
 MICROSECONDS = 1_000_000
 
-# AIMD defaults (bench part 7 measured them against an Akool allowing 20 calls a second).
+# AIMD defaults (bench part `adaptive` measured them against an Akool allowing 20 calls a second).
 # 0.2 req/s (one call every 5 s) still lets the fleet notice that Akool recovered.
 RATE_FLOOR_RPS = 0.2
 # A cut keeps at most 95 % of the rate: a lone refusal in a quiet round costs 5 %, a round
