@@ -110,15 +110,17 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP) redis-server redis-sentinel
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal tests/integration
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup tests/integration
 
 # The suite runs on TEST_PROCESSES pytest processes at once (pytest-xdist). The integration
 # tier mostly waits on the processes it starts, so more test processes than cores keep both
 # cores of a small machine busy; every test owns its ports, Redis databases and temporary
-# directories. Work-stealing hands a long test's neighbours to idle processes.
+# directories. Each test goes to whichever process is free, except that the tests sharing a
+# module-scoped fixture (a deployment, a built wheel, a browser) stay on one process
+# (tests/conftest.py), so the fixture is set up once.
 TEST_PROCESSES ?= 4
 test: lint redis-server redis-sentinel docker-compose promtool chromium
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist worksteal tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadgroup tests
 
 bench: $(STAMP) redis-server
 	$(BIN)/python -m bench
