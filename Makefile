@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml requirements-dev.lock requirements-uv.lock
 # versions the ranges allow. The runtime and Flower locks are constrained to the dev lock's
 # versions, so the image runs what the tests ran.
 UV_VERSION := 0.13.9
-UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+# --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing would ever
+# write the bytecode, and every process the suite starts would compile what it imports.
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
 COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform linux --custom-compile-command "make lock"
 LOCK := $(COMPILE) pyproject.toml $(if $(UPGRADE),--upgrade)
