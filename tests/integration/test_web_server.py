@@ -29,6 +29,7 @@ from tests.integration.test_webhooks import (
 )
 from worker.dev.stack import Stack, free_port
 from worker.web import server as web
+from worker.web.app import CALLBACK_PATH, HEALTH_PATH
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,7 @@ def test_a_signed_callback_is_answered_at_once_while_300_clients_trickle_bytes(
     job_id, akool_id = server.submitted(video_url(seconds=600, webhook=0, **NEVER_DONE_BY_POLLING))
     callback = server.callback(akool_id, 3)
     pid = server.receiver.proc.pid if server.receiver.proc else 0
-    health = server.url.replace(web.CALLBACK_PATH, web.HEALTH_PATH)
+    health = server.url.replace(CALLBACK_PATH, HEALTH_PATH)
 
     with trickling(server.port, SLOW_CLIENTS) as slow:
         slow.trickle()
@@ -159,7 +160,7 @@ def test_sigterm_lets_a_slow_request_finish_then_the_web_process_exits_0(
     _, akool_id = server.submitted(video_url(seconds=600, webhook=0, **NEVER_DONE_BY_POLLING))
     body = json.dumps(server.callback(akool_id, 2)).encode()
     head = (
-        f"POST {web.CALLBACK_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"POST {CALLBACK_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     try:
@@ -185,4 +186,4 @@ def test_sigterm_lets_a_slow_request_finish_then_the_web_process_exits_0(
     assert code == 0
     log = receiver.log_text()
     assert "Traceback" not in log
-    assert f'"POST {web.CALLBACK_PATH} HTTP/1.1" 200' in log
+    assert f'"POST {CALLBACK_PATH} HTTP/1.1" 200' in log

@@ -25,7 +25,7 @@ from worker.dev.simulator import Simulator, SimulatorConfig
 from worker.dev.stack import SIM_API_KEY, Process, Stack, free_port, wait_until
 from worker.status import JobStatus
 from worker.store import keys
-from worker.web.server import CALLBACK_PATH, HEALTH_PATH
+from worker.web.app import CALLBACK_PATH, HEALTH_PATH
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ What an accepted callback does is small and fast; the work stays on the queue:
 - status 4: the job fails, as it would on a poll answering 4.
 - status 2 (and anything else): logged.
 Polling stays on as the safety net for a callback that never comes, at the longer interval
-WEBHOOK_POLL_MAX_SECONDS. The HTTP side is worker/web/server.py.
+WEBHOOK_POLL_MAX_SECONDS. The HTTP side is worker/web/app.py (routes) and server.py.
 
 Each submit's webhookUrl also names its job and carries its token (worker/akool/reconcile.py), so
 a callback can find a job whose submit's answer was lost, which Akool's id cannot. After the

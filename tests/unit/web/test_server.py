@@ -20,7 +20,7 @@ from tests.unit.callback_fakes import RecordingHandler, body_of, fresh, receiver
 from worker.akool.reconcile import Route
 from worker.errors import WebhookRejected
 from worker.web import server as web
-from worker.web.server import CALLBACK_PATH, HEALTH_PATH, MAX_BODY_BYTES, WebhookApp
+from worker.web.app import CALLBACK_PATH, HEALTH_PATH, MAX_BODY_BYTES, WebhookApp
 
 TOKEN = "s3cr3t-token-0123456789abcdefghij"
 
