@@ -19,6 +19,11 @@ from worker.errors import AkoolRateLimited, AkoolTransientError, StoreUnavailabl
 
 pytestmark = pytest.mark.integration
 
+# A wait is measured from when the reservation is made: a busy machine (the suite runs on
+# several processes) may delay a call, which shortens the waits after it, never lengthens
+# them beyond this rounding.
+SLACK = 0.005
+
 
 @pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
@@ -106,10 +111,10 @@ def test_a_reservation_beyond_the_horizon_is_not_made(client: redis.Redis, key: 
     assert [r.held for r in waits] == [True, True, True, False]
     # The refused one is told to ask again once its turn (1.5 s away) is within the
     # horizon; it took nothing, so the next one is told the same.
-    assert waits[3].wait == pytest.approx(0.5, abs=0.05)
+    assert 0.4 < waits[3].wait <= 0.5 + SLACK
     again = budget.reserve()
     assert not again.held
-    assert again.wait == pytest.approx(0.5, abs=0.05)
+    assert 0.4 < again.wait <= 0.5 + SLACK
 
 
 def test_a_next_poll_books_its_slot_only_when_the_queue_is_longer_than_its_backoff(
@@ -122,7 +127,7 @@ def test_a_next_poll_books_its_slot_only_when_the_queue_is_longer_than_its_backo
         budget.reserve()  # a queue of 6 s
     booked = budget.reserve(not_before=5.0)
     assert booked.held
-    assert booked.wait == pytest.approx(6.0, abs=0.05)
+    assert 5.9 < booked.wait <= 6.0 + SLACK
 
 
 def test_acquire_within_max_wait_sleeps_for_its_slot(client: redis.Redis, key: str) -> None:
@@ -205,8 +210,10 @@ def test_a_round_mostly_refused_cuts_to_what_akool_served(client: redis.Redis, k
         assert budget.slow_down() is False
     time.sleep(1.05)
     assert budget.slow_down() is True
-    # About 1.1 s of slots at 19 req/s: 21 sent, 14 refused, 7 served: 6.3 a second.
-    assert budget.current_rate(client) == pytest.approx(6.3, abs=0.5)
+    # About 1.1 s of slots at 19 req/s: 21 sent, 14 refused, 7 served: 6.3 a second. How
+    # long the round really lasted moves that by a second's share when the machine is busy
+    # (the suite runs on several processes), and a 5 % step would have left 18.
+    assert 4.5 <= budget.current_rate(client) <= 7.5
 
 
 def test_a_round_is_judged_once_ten_calls_were_sent_at_the_rate_now(
@@ -223,7 +230,8 @@ def test_a_round_is_judged_once_ten_calls_were_sent_at_the_rate_now(
     time.sleep(1.0)
     assert budget.slow_down() is True
     # 2.2 s at 4.75 req/s: 10.5 sent, 3 refused: 3.4 served a second.
-    assert budget.current_rate(client) == pytest.approx(3.4, abs=0.3)
+    # (A busy machine stretches or shortens the round by a share of a second.)
+    assert 2.5 <= budget.current_rate(client) <= 4.5
 
 
 def test_when_the_fleet_asks_for_less_than_the_rate_refusals_are_judged_by_its_calls(
@@ -241,8 +249,8 @@ def test_when_the_fleet_asks_for_less_than_the_rate_refusals_are_judged_by_its_c
     time.sleep(0.75)
     assert budget.slow_down() is True
     # 12 sent, 3 refused in about 1.07 s: 8.4 served a second, not the 17 that 19 req/s
-    # less 3 refusals would suggest.
-    assert budget.current_rate(client) == pytest.approx(8.4, abs=1.0)
+    # less 3 refusals would suggest (a busy machine moves the round's length a little).
+    assert 6.5 <= budget.current_rate(client) <= 10.5
 
 
 def test_after_a_cut_reservations_are_spaced_at_the_lower_rate(
@@ -251,13 +259,13 @@ def test_after_a_cut_reservations_are_spaced_at_the_lower_rate(
     budget = RequestBudget(client, 10.0, key=key, rule=AimdRule(ceiling=10.0, kept=0.5))
     budget.slow_down()
     assert budget.reserve().wait == 0.0
-    assert budget.reserve().wait == pytest.approx(0.2, abs=0.01)
+    assert 0.1 < budget.reserve().wait <= 0.2 + SLACK
 
 
 def test_retry_after_pushes_the_next_slot_past_it(client: redis.Redis, key: str) -> None:
     budget = RequestBudget(client, 10.0, key=key)
     budget.slow_down(retry_after=2.0)
-    assert budget.reserve().wait == pytest.approx(2.0, abs=0.05)
+    assert 1.9 < budget.reserve().wait <= 2.0 + SLACK
 
 
 def test_the_rate_climbs_back_to_the_ceiling_one_step_per_round(
