@@ -1,5 +1,6 @@
-"""The Python API for application code: enqueue a lip-sync job, read its record, wait for
-it, or be told when it ends."""
+"""The Python API for application code: enqueue a lip-sync job or adopt one submitted
+elsewhere, find it by its idempotency key, read its record, wait for it, cancel it, or be
+told when it ends. What the arguments may be is worker/contract.py's."""
 
 from __future__ import annotations
 
@@ -8,62 +9,32 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 from worker import deps, messages
 from worker.clock import wall_clock
-from worker.net import MAX_URL_CHARS, unsafe_char
-from worker.notify import encode_on_complete
+from worker.contract import (
+    adopted_job,
+    adoption_request,
+    check_idempotency_key,
+    check_url,
+    lipsync_request,
+    queued_job,
+)
 from worker.status import QUEUED_STALL_SECONDS
 from worker.store import Job, JobStore, new_job_id
-from worker.tasks import pipeline_signature
+from worker.tasks import adoption_signature, announce_end, pipeline_signature, poll_task_id
 
 logger = logging.getLogger(__name__)
 
-# At most this much of a refused value is quoted back in the error.
-ECHO_CHARS = 200
-
-
-def _quoted(url: str) -> str:
-    """At most ECHO_CHARS characters of `url` for an error message, escaped by repr; nothing
-    of a value holding an "@", which may be a password."""
-    if "@" in url:
-        return "(not quoted: it may hold a password)"
-    return repr(url[:ECHO_CHARS])
-
-
-def _split(url: str) -> SplitResult | None:
-    """The URL's parts, or None when urlsplit refuses it (an unbalanced "[" in the host)."""
-    try:
-        return urlsplit(url)
-    except ValueError:
-        return None
-
-
-def check_url(name: str, url: str) -> None:
-    """Raise ValueError, naming `name`, unless `url` is an http(s) URL with a host.
-
-    Refused as well: URLs over MAX_URL_CHARS characters; any whitespace (space, tab, CR, LF,
-    Unicode spaces), surrounding whitespace included, which is not stripped; control
-    characters (C0, DEL, C1); and a user name or password (`user:password@`). A URL that
-    passes is stored exactly as given. The error quotes at most ECHO_CHARS characters of the
-    value, and never a URL's credentials.
-    """
-    if not isinstance(url, str):
-        raise ValueError(f"{name} must be a string")
-    if len(url) > MAX_URL_CHARS:
-        raise ValueError(
-            f"{name} is {len(url)} characters long; at most {MAX_URL_CHARS} are allowed"
-        )
-    if any(unsafe_char(c) for c in url):
-        raise ValueError(
-            f"{name} must not contain whitespace or control characters: {_quoted(url)}"
-        )
-    parts = _split(url)
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an http(s) URL with a host, got {_quoted(url)}")
-    if "@" in parts.netloc:
-        raise ValueError(f"{name} must not carry a user name or password (user:password@host)")
+__all__ = [
+    "archive_akool_job",
+    "cancel_job",
+    "check_url",
+    "find_job",
+    "get_job",
+    "submit_lipsync",
+    "wait_for_job",
+]
 
 
 def submit_lipsync(
@@ -73,43 +44,106 @@ def submit_lipsync(
     *,
     on_complete: Mapping[str, Any] | None = None,
     notify_url: str | None = None,
+    idempotency_key: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    archive_key: str | None = None,
 ) -> str:
-    """Enqueue "lip-sync this video to this audio"; return the new job's id.
+    """Enqueue "lip-sync this video to this audio"; return the job's id.
 
-    Workers submit it to Akool, poll it and archive it to S3. `webhook_url` goes to Akool
-    as the job's webhookUrl (Akool then calls it instead of our receiver). When the job ends
-    (archived or failed), `on_complete`, a Celery signature, is called with the job id first,
-    and `notify_url` receives the job record as a JSON POST. ValueError (nothing stored or
-    enqueued) for an on_complete that is no signature or a URL that `check_url` refuses: not
-    http(s) with a host, over 8192 characters, or holding whitespace, control characters or
-    `user:password@`. Surrounding whitespace is refused too, no longer stripped: every URL is
-    stored exactly as given.
+    Workers submit it to Akool, poll it and archive it to S3, as ARCHIVE_PREFIX +
+    `archive_key` when given, else `<job id>.mp4`. `webhook_url` goes to Akool as the job's
+    webhookUrl (Akool then calls it instead of our receiver). When the job ends, `on_complete`,
+    a Celery signature, is called with the job id first, and `notify_url` receives the job
+    record as a JSON POST. `metadata` (str to str) travels with the job: on its record, in
+    the POST and on the S3 object.
+
+    With `idempotency_key`, the same key and the same arguments return the same job id and
+    store nothing, for as long as that job's record exists, whatever its state;
+    IdempotencyConflict (a ValueError) when the key names a job made by other arguments.
+    ArchiveKeyTaken (a ValueError) when another job holds `archive_key`. Every other
+    refusal is a ValueError naming the argument and the limit (worker/contract.py), with
+    nothing stored or enqueued.
     """
-    check_url("video_url", video_url)
-    check_url("audio_url", audio_url)
-    for name, url in (("webhook_url", webhook_url), ("notify_url", notify_url)):
-        if url is not None:
-            check_url(name, url)
-    callback = encode_on_complete(on_complete) if on_complete is not None else None
-    store = deps.job_store()
-    job_id = new_job_id()
-    # A queued job may wait behind a long queue; the sweeper looks at it only after this.
-    store.create(
-        job_id,
+    request = lipsync_request(
         video_url,
         audio_url,
         webhook_url,
-        due=wall_clock() + QUEUED_STALL_SECONDS,
+        on_complete=on_complete,
         notify_url=notify_url,
-        on_complete=callback,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+        archive_key=archive_key,
     )
+    now = wall_clock()
+    job = queued_job(request, new_job_id(), now=now)
+    # A queued job may wait behind a long queue; the sweeper looks at it only after this.
+    return _enqueue(job, now + QUEUED_STALL_SECONDS, pipeline_signature)
+
+
+def archive_akool_job(
+    akool_id: str,
+    *,
+    idempotency_key: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    archive_key: str | None = None,
+    on_complete: Mapping[str, Any] | None = None,
+    notify_url: str | None = None,
+) -> str:
+    """Archive a video job other code submitted to Akool (any kind read with
+    infobymodelid); return our job's id. It starts `submitted`, is never submitted by us,
+    and is polled and archived like any job. An Akool id a job already holds returns that
+    job, unless it failed or was cancelled. Refusals as for `submit_lipsync`."""
+    request = adoption_request(
+        akool_id,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+        archive_key=archive_key,
+        on_complete=on_complete,
+        notify_url=notify_url,
+    )
+    now, owner = wall_clock(), poll_task_id()
+    timeout = deps.settings().poll_timeout_seconds
+    job = adopted_job(request, new_job_id(), now=now, poll_timeout=timeout, poll_owner=owner)
+    return _enqueue(
+        job, now + QUEUED_STALL_SECONDS, lambda job_id: adoption_signature(job_id, owner)
+    )
+
+
+def _enqueue(job: Job, due: float, chain_for: Callable[[str], Any]) -> str:
+    """Store the new job and enqueue its chain; the existing job's id when a claim names
+    it (nothing enqueued). A failed publish fails the job and raises."""
+    store = deps.job_store()
+    job_id = store.insert(job, due=due)
+    if job_id != job.id:
+        logger.info("Job %s answers this request already; nothing new enqueued", job_id)
+        return job_id
     try:
-        pipeline_signature(job_id).apply_async()
+        chain_for(job_id).apply_async()
     except Exception as e:
         store.fail(job_id, messages.not_queued(e))
         raise
-    logger.info("Queued lip-sync job %s", job_id)
+    logger.info("Queued job %s", job_id)
     return job_id
+
+
+def find_job(idempotency_key: str) -> Job:
+    """The job made under `idempotency_key`; KeyError when there is none (any more)."""
+    return deps.job_store().find(check_idempotency_key(idempotency_key))
+
+
+def cancel_job(job_id: str) -> Job:
+    """Cancel the job and return it; a job that ended already is returned unchanged.
+
+    Queued, it is never submitted; submitted or processing, it is polled no more (Akool has
+    no cancel call: its credit may be spent); archiving, the copy stops and its multipart
+    upload is aborted. `on_complete` and `notify_url` hear of it once, like any ending.
+    KeyError for an unknown job.
+    """
+    store = deps.job_store()
+    if store.cancel(job_id, messages.CANCELLED):
+        logger.warning("Job %s: cancelled by the application", job_id)
+        announce_end(job_id)
+    return store.get(job_id)
 
 
 def get_job(job_id: str) -> Job:
@@ -117,18 +151,19 @@ def get_job(job_id: str) -> Job:
     return deps.job_store().get(job_id)
 
 
-# wait_for_job reads the record at these intervals (then every second): quick for short jobs,
-# one cheap Redis read a second for long ones.
-WAIT_FIRST_INTERVAL_SECONDS = 0.1
-WAIT_MAX_INTERVAL_SECONDS = 1.0
+# wait_for_job listens for the job's ending; it also reads the record this often, for an
+# ending nothing published (a job ended by a worker of an older release during an upgrade).
+WAIT_RECHECK_SECONDS = 10.0
 
 
 def wait_for_job(job_id: str, timeout: float) -> Job:
-    """The job once it is archived or failed, waiting at most `timeout` seconds.
+    """The job once it has ended (archived, failed or cancelled), waiting at most `timeout`
+    seconds on its ending's notification in Redis (Celery's result backend channel).
 
-    Raises KeyError for an unknown id and TimeoutError when the job is not final in time.
+    Raises KeyError for an unknown id and TimeoutError when the job has not ended in time.
     """
-    return wait_until_final(deps.job_store(), job_id, timeout)
+    store = deps.job_store()
+    return wait_until_final(store, job_id, timeout, ending=store.ending(job_id))
 
 
 def wait_until_final(
@@ -136,20 +171,20 @@ def wait_until_final(
     job_id: str,
     timeout: float,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    ending: Any,
     clock: Callable[[], float] = time.monotonic,
 ) -> Job:
-    """`wait_for_job` against a given store and clock."""
+    """`wait_for_job` against a given store, subscription to the ending (a context manager
+    with `wait(seconds)`) and monotonic clock."""
     if not math.isfinite(timeout) or timeout < 0:
         raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
     deadline = clock() + timeout
-    interval = WAIT_FIRST_INTERVAL_SECONDS
-    while True:
-        job = store.get(job_id)
-        remaining = deadline - clock()
-        if job.is_final:
-            return job
-        if remaining <= 0:
-            raise TimeoutError(f"job {job_id} is still {job.status} after {timeout:g} s")
-        sleep(min(interval, remaining))
-        interval = min(interval * 2, WAIT_MAX_INTERVAL_SECONDS)
+    with ending:
+        while True:
+            job = store.get(job_id)
+            remaining = deadline - clock()
+            if job.is_final:
+                return job
+            if remaining <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout:g} s")
+            ending.wait(min(remaining, WAIT_RECHECK_SECONDS))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -104,11 +104,40 @@ def default_transfer_config() -> TransferConfig:
     return config
 
 
-def archive_key(prefix: str, job_id: str) -> str:
-    """The object key for a job: deterministic, and always inside `prefix`."""
+def archive_key(prefix: str, job_id: str, name: str | None = None) -> str:
+    """The object key for a job: `prefix` + the caller's `name` (its archive_key, checked at
+    submit by worker/contract.py), else `prefix<job id>.mp4`; always inside `prefix`."""
     if not is_job_id(job_id):
         raise ValueError(f"not a job id: {job_id!r:.80}")
-    return f"{prefix}{job_id}.mp4"
+    return f"{prefix}{name}" if name else f"{prefix}{job_id}.mp4"
+
+
+# S3 keeps at most this much user metadata per object (keys and values, in bytes).
+S3_USER_METADATA_BYTES = 2048
+# What S3 accepts as a metadata key: an HTTP header name's characters.
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def user_metadata(job_id: str, akool_id: str, metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The object's user metadata: its job id and Akool id, with the caller's metadata when
+    all of it can go: ASCII values, header-name keys that differ from ours and from each
+    other in any case, within S3_USER_METADATA_BYTES in all. Otherwise none of the caller's
+    goes (the job's record keeps it whole), rather than a silently partial copy."""
+    ours = {"job-id": job_id, "akool-id": _safe_meta(akool_id)}
+    if not metadata:
+        return ours
+    folded = {name.lower() for name in metadata}
+    fits = (
+        all(_HEADER_TOKEN.fullmatch(name) for name in metadata)
+        and all(value.isascii() and value.isprintable() for value in metadata.values())
+        and len(folded) == len(metadata)
+        and not folded & set(ours)
+        and sum(len(k) + len(v) for k, v in {**ours, **metadata}.items()) <= S3_USER_METADATA_BYTES
+    )
+    if not fits:
+        logger.info("Job %s: its metadata is not stored on the S3 object (see the docs)", job_id)
+        return ours
+    return {**ours, **metadata}
 
 
 def _split_source(url: str) -> tuple[str, str, int]:
@@ -209,15 +238,21 @@ class Archiver:
         akool_id: str,
         url: str,
         *,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
         on_progress: Callable[[int, int | None], None] | None = None,
+        stopped: Callable[[], str | None] | None = None,
     ) -> ArchiveResult:
-        """Stream `url` into s3://bucket/prefix<job_id>.mp4 and return where it went.
+        """Stream `url` into s3://bucket/prefix<job_id>.mp4 (prefix + `name`, the caller's
+        archive_key, when given) and return where it went. The caller's `metadata` goes on
+        the object when it can (`user_metadata`).
 
         `on_progress`, if given, is called with the bytes read so far and the expected total
         (None when the host sent no Content-Length) as bytes arrive, possibly from a
-        transfer thread.
+        transfer thread. `stopped`, checked about once a second, says why the copy must stop
+        (the job was cancelled): the download is cut off and the multipart upload aborted.
         """
-        key = archive_key(self.prefix, job_id)
+        key = archive_key(self.prefix, job_id, name)
         response = self._open(url)
         with streaming(response):
             reader = StreamReader(
@@ -228,20 +263,21 @@ class Archiver:
                 on_progress=on_progress,
             )
             floor = RateFloor(self._min_rate, self._rate_window, self._clock)
-            with watched(response, reader, floor):
-                self._upload(reader, key, {"job-id": job_id, "akool-id": _safe_meta(akool_id)})
+            with watched(response, reader, floor, stopped):
+                self._upload(reader, key, user_metadata(job_id, akool_id, metadata))
         uri = f"s3://{self.bucket}/{key}"
         logger.info("Archived %s (%d bytes) to %s", job_id, reader.size, uri)
         return ArchiveResult(uri, self.bucket, key, reader.size, reader.digest.hexdigest())
 
-    def existing(self, job_id: str) -> ArchiveResult | None:
-        """The job's object if it is already stored under its key with its job id, else None.
+    def existing(self, job_id: str, name: str | None = None) -> ArchiveResult | None:
+        """The job's object if it is already stored under its key (see `archive_key`) with
+        its job id, else None.
 
         Lets a re-driven archive adopt an upload that finished before a crash instead of
         downloading again. A multipart object only exists once complete, so it is whole;
         its sha256 is not known here and is given as "".
         """
-        key = archive_key(self.prefix, job_id)
+        key = archive_key(self.prefix, job_id, name)
         try:
             head = self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
@@ -259,11 +295,11 @@ class Archiver:
         uri = f"s3://{self.bucket}/{key}"
         return ArchiveResult(uri, self.bucket, key, int(head.get("ContentLength", 0)), "")
 
-    def abort_pending_uploads(self, job_id: str) -> int:
+    def abort_pending_uploads(self, job_id: str, name: str | None = None) -> int:
         """Abort the multipart uploads left pending under the job's key by an attempt that
         was stopped mid-copy; return how many. Without s3:ListBucketMultipartUploads this
         only logs a warning (a bucket lifecycle rule then has to clean them up)."""
-        key = archive_key(self.prefix, job_id)
+        key = archive_key(self.prefix, job_id, name)
         try:
             listed = self._s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
             uploads = [u for u in listed.get("Uploads", []) if u.get("Key") == key]

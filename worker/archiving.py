@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NoReturn
 
 from worker.archive import Archiver, ArchiveResult
@@ -41,38 +41,55 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_SECONDS = 1.0
 
 
+class _Copying:
+    """What the heartbeat of a running copy shares with it: the bytes copied so far, and
+    whether the job ended under it (cancelled: the copy must stop)."""
+
+    def __init__(self) -> None:
+        self.done: int | None = None
+        self.total: int | None = None
+        self.ended = threading.Event()
+
+    def on_progress(self, done: int, total: int | None) -> None:
+        self.done, self.total = done, total
+
+    def stopped(self) -> str | None:
+        return "the job was cancelled" if self.ended.is_set() else None
+
+
 @contextlib.contextmanager
-def _kept_alive(
-    store: JobStore, job_id: str, stall: float, clock: Clock
-) -> Iterator[Callable[[int, int | None], None]]:
+def _kept_alive(store: JobStore, job_id: str, stall: float, clock: Clock) -> Iterator[_Copying]:
     """While an archive streams, push the job's due time forward every second from a thread
-    of its own, with the bytes copied so far; yield the progress callback that feeds it.
+    of its own, with the bytes copied so far; yield what the copy reports to and checks.
+    A heartbeat refused because the job ended (cancelled) tells the copy to stop.
 
     Time, not progress, drives it: reading one 8 MiB part from a slow host can take longer
     than STALL_SECONDS, and the sweeper must not take a slow copy for a dead one. A hung
     download still ends: its reads time out after DOWNLOAD_TIMEOUT_SECONDS, and a trickle
     is cut off by the rate floor (worker/download.py).
     """
-    progress: dict[str, int | None] = {"done": None, "total": None}
+    copying = _Copying()
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_INTERVAL_SECONDS):
             try:
                 due = clock() + stall
-                store.heartbeat(
-                    job_id, due, progress_bytes=progress["done"], total_bytes=progress["total"]
+                alive = store.heartbeat(
+                    job_id, due, progress_bytes=copying.done, total_bytes=copying.total
                 )
             except (LipsyncError, KeyError):
                 logger.debug("Job %s: heartbeat not recorded", job_id)
-
-    def on_progress(done: int, total: int | None) -> None:
-        progress["done"], progress["total"] = done, total
+                continue
+            if not alive:
+                logger.warning("Job %s ended during its archive; stopping the copy", job_id)
+                copying.ended.set()
+                return
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
     thread.start()
     try:
-        yield on_progress
+        yield copying
     finally:
         stop.set()
         thread.join(timeout=HEARTBEAT_INTERVAL_SECONDS * 5)
@@ -97,21 +114,24 @@ def archive_step(
     gone answers on every try for `grace` seconds).
     """
     job = store.get(job_id)
-    if job.status == JobStatus.FAILED:
-        return None
     if job.status == JobStatus.ARCHIVED and job.archive_uri:
         return job.archive_uri
+    if job.is_final:
+        return None
     if not job.result_url:
         raise JobStateError(f"job {job_id} has no result URL to archive")
-    store.heartbeat(job_id, clock() + stall, archive_attempt=True)
+    if not store.heartbeat(job_id, clock() + stall, archive_attempt=True):
+        return None  # it ended since it was read
     try:
         result = _copy(store, archiver, job, stall=stall, metrics=metrics, clock=clock)
     except ArchiveError as e:
+        if _ended(store, archiver, job):
+            return None
         if not isinstance(e, TransientError):
             raise  # our own refusal (a host not allowed, too large): a decision, not an answer
         _wait(store, job, e, clock(), grace)
     stamp = clock()
-    store.update(
+    recorded = store.update(
         job_id,
         status=JobStatus.ARCHIVED,
         archive_uri=result.uri,
@@ -120,7 +140,22 @@ def archive_step(
         archive_progress_bytes=result.size,
         **proof.cleared(job),
     )
+    if not recorded:
+        # Cancelled as the upload completed: the object stays, and the record says where.
+        store.note(job_id, archive_uri=result.uri, archive_bytes=result.size)
+        logger.warning("Job %s ended as its copy completed; %s is kept", job_id, result.uri)
+        return None
     return result.uri
+
+
+def _ended(store: JobStore, archiver: Archiver, job: Job) -> bool:
+    """True when the job ended while its copy ran (cancelled): the copy's multipart upload
+    is aborted (s3transfer aborts its own; this catches one a killed attempt left)."""
+    if not store.get(job.id).is_final:
+        return False
+    archiver.abort_pending_uploads(job.id, job.archive_key)
+    logger.info("Job %s: its archive stopped, as the job ended", job.id)
+    return True
 
 
 def _copy(
@@ -133,17 +168,23 @@ def _copy(
     clock: Clock,
 ) -> ArchiveResult:
     """The job's object in S3: adopted when already stored, else streamed from its URL."""
-    result = archiver.existing(job.id)
+    result = archiver.existing(job.id, job.archive_key)
     if result is not None:
         return result
     if job.archive_attempts:
         # An earlier attempt was stopped (a worker killed, or cancelled at shutdown): its
         # multipart upload may still be pending in S3.
-        archiver.abort_pending_uploads(job.id)
+        archiver.abort_pending_uploads(job.id, job.archive_key)
     started = time.monotonic()
-    with _kept_alive(store, job.id, stall, clock) as on_progress:
+    with _kept_alive(store, job.id, stall, clock) as copying:
         result = archiver.archive(
-            job.id, job.akool_id or "", job.result_url or "", on_progress=on_progress
+            job.id,
+            job.akool_id or "",
+            job.result_url or "",
+            name=job.archive_key,
+            metadata=job.metadata,
+            on_progress=copying.on_progress,
+            stopped=copying.stopped,
         )
     if metrics is not None:
         lag = clock() - job.completed_ts if job.completed_ts else None

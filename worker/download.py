@@ -174,15 +174,21 @@ class StreamReader:
 
 
 @contextlib.contextmanager
-def watched(response: requests.Response, reader: StreamReader, floor: RateFloor) -> Iterator[None]:
+def watched(
+    response: requests.Response,
+    reader: StreamReader,
+    floor: RateFloor,
+    stopped: Callable[[], str | None] | None = None,
+) -> Iterator[None]:
     """While the block copies, check the rate floor from a thread of its own (every
-    RATE_CHECK_SECONDS or a sixteenth of the window) and cut a trickling download off."""
+    RATE_CHECK_SECONDS or a sixteenth of the window) and cut a trickling download off, or
+    one that `stopped` gives a reason to stop."""
     stop = threading.Event()
     interval = min(RATE_CHECK_SECONDS, floor.window / RATE_SAMPLES_PER_WINDOW)
 
     def watch() -> None:
         while not stop.wait(interval):
-            reason = floor.too_slow(reader.size)
+            reason = floor.too_slow(reader.size) or (stopped() if stopped else None)
             if reason is not None:
                 reader.cut_off(reason)
                 sever(response)

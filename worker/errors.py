@@ -223,6 +223,45 @@ class SubmitClaimTaken(LipsyncError):
     one sends nothing and stops; the holder, or the sweeper once it is overdue, goes on."""
 
 
+# --- The caller's contract (worker/contract.py) ----------------------------------------------
+
+
+class IdempotencyConflict(LipsyncError, ValueError):
+    """An idempotency key already names a job made by a different request; nothing was
+    stored. `key` is the caller's key and `job_id` the job that holds it."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"idempotency_key {key[:80]!r} already names job {job_id}, made by a different "
+            "request (every argument must be equal to reuse a key)"
+        )
+        self.key = key
+        self.job_id = job_id
+
+
+class ArchiveKeyTaken(LipsyncError, ValueError):
+    """Another job whose record exists will store its video under this archive_key; nothing
+    was stored. `job_id` is that job."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(f"archive_key {key[:80]!r} is already held by job {job_id}")
+        self.key = key
+        self.job_id = job_id
+
+
+class JobEnded(LipsyncError):
+    """How a job that did not end archived reads in Celery's result backend: the exception
+    `AsyncResult(job_id).get()` raises (its message is the job's error)."""
+
+
+class JobFailed(JobEnded):
+    """The job failed: its error says why."""
+
+
+class JobCancelled(JobEnded):
+    """The application cancelled the job."""
+
+
 # --- Webhooks and notifications --------------------------------------------------------------
 
 

@@ -26,6 +26,10 @@ SUBMIT_UNKNOWN = (
     "stopped or the task was repeated); whether Akool created the job cannot be known, so "
     "it was not sent again, to avoid paying twice"
 )
+CANCELLED = (
+    "cancelled by the application; Akool has no cancel call, so a job already submitted may "
+    "still use its credit"
+)
 AKOOL_JOB_FAILED = "Akool reported that the lip-sync failed (video_status 4); it gives no reason"
 
 

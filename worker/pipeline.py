@@ -109,7 +109,7 @@ def submit_step(
             return None
         raise
     stamp = clock()
-    store.update(
+    recorded = store.update(
         job_id,
         due=stamp + settings.stall_seconds,
         status=JobStatus.SUBMITTED,
@@ -119,6 +119,11 @@ def submit_step(
         poll_deadline_ts=stamp + settings.poll_timeout_seconds,
         **proof.cleared(job),
     )
+    if not recorded:
+        # Cancelled while the POST was out: Akool has the job, and it is polled no more.
+        store.note(job_id, akool_id=akool_id, submitted_ts=stamp)
+        logger.warning("Job %s ended while its submit was out; Akool's id %s", job_id, akool_id)
+        return None
     logger.info("Submitted %s to Akool as %s", job_id, akool_id)
     return akool_id
 

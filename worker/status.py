@@ -19,7 +19,8 @@ AT_RISK_SECONDS = 24 * 3600
 
 
 class JobStatus(StrEnum):
-    """Where a job is: queued -> submitted -> processing -> archiving -> archived (or failed)."""
+    """Where a job is: queued -> submitted -> processing -> archiving -> archived (or failed,
+    or cancelled by the application)."""
 
     QUEUED = "queued"
     SUBMITTED = "submitted"
@@ -27,14 +28,15 @@ class JobStatus(StrEnum):
     ARCHIVING = "archiving"
     ARCHIVED = "archived"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        """True for archived and failed: no task changes such a job any more."""
+        """True for archived, failed and cancelled: no task changes such a job any more."""
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({JobStatus.ARCHIVED, JobStatus.FAILED})
+FINAL_STATUSES = frozenset({JobStatus.ARCHIVED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class Wait(StrEnum):

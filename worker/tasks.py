@@ -232,8 +232,26 @@ def _send_notice(job_id: str) -> None:
 
 
 def pipeline_signature(job_id: str) -> Any:
-    """The whole job as one Celery chain."""
-    return chain(submit.si(job_id), poll.s(), archive.s())
+    """The whole job as one Celery chain. Its last task has the job id as task id: the
+    result backend holds the job's ending under that id (written by the store's scripts
+    whenever the job ends, before this task runs too), so `AsyncResult(job_id)` works."""
+    return chain(submit.si(job_id), poll.s(), _last(job_id))
+
+
+def adoption_signature(job_id: str, poll_owner: str) -> Any:
+    """An adopted job's chain: polled by the loop named `poll_owner` (its record says so
+    already), then archived."""
+    return chain(poll.si(job_id).set(task_id=poll_owner), _last(job_id))
+
+
+def poll_task_id() -> str:
+    """A new poll loop's task id (named on the record before the loop is sent)."""
+    return str(uuid())
+
+
+def _last(job_id: str) -> Any:
+    """The archive task that ends a job's chain, under the job id."""
+    return archive.s().set(task_id=job_id)
 
 
 def redrive(job_id: str, step: Step) -> None:
@@ -242,14 +260,14 @@ def redrive(job_id: str, step: Step) -> None:
         pipeline_signature(job_id).apply_async()
     elif step == Step.POLL:
         # The new loop is named the owner first, so a stray old loop stops at its next poll.
-        task_id = uuid()
+        task_id = poll_task_id()
         store = deps.job_store()
         store.update(job_id, poll_owner=task_id)
         # Also mends the webhook index if a worker died between the submit and indexing it.
         index_akool_id(store, job_id, store.get(job_id).akool_id)
-        chain(poll.si(job_id).set(task_id=task_id), archive.s()).apply_async()
+        adoption_signature(job_id, task_id).apply_async()
     elif step == Step.ARCHIVE:
-        archive.si(job_id).apply_async()
+        archive.si(job_id).set(task_id=job_id).apply_async()
     else:
         raise ValueError(f"unknown step {step!r}")
 

@@ -87,11 +87,18 @@ class FakeStore:
         progress_bytes: int | None = None,
         total_bytes: int | None = None,
         archive_attempt: bool = False,
-    ) -> None:
+    ) -> bool:
+        if self.jobs[job_id].status in FINAL_STATUSES:
+            return False
         self.dues[job_id] = due
         if archive_attempt:
             job = self.jobs[job_id]
             self.jobs[job_id] = dataclasses.replace(job, archive_attempts=job.archive_attempts + 1)
+        return True
+
+    def note(self, job_id: str, **values: Any) -> bool:
+        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], **values)
+        return True
 
     @property
     def metrics(self) -> Any:
@@ -179,10 +186,10 @@ class FakeArchiver:
         self.stored = stored
         self.errors = list(errors or [])
 
-    def existing(self, job_id: str) -> ArchiveResult | None:
+    def existing(self, job_id: str, name: str | None = None) -> ArchiveResult | None:
         return self.stored
 
-    def abort_pending_uploads(self, job_id: str) -> int:
+    def abort_pending_uploads(self, job_id: str, name: str | None = None) -> int:
         self.cleanups.append(job_id)
         return 0
 
@@ -193,6 +200,7 @@ class FakeArchiver:
         url: str,
         *,
         on_progress: Callable[[int, int | None], None] | None = None,
+        **options: Any,
     ) -> ArchiveResult:
         self.calls.append((job_id, akool_id, url))
         if self.errors:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from tests.unit.job_fakes import AUDIO, VIDEO, FakeStore, job
-from worker import api, deps
+from worker import api, contract, deps
 from worker.api import submit_lipsync, wait_until_final
 from worker.status import JobStatus
 from worker.store.jobs import Job, JobStore, new_job_id
@@ -28,8 +28,26 @@ class FakeClock:
         self.now += seconds
 
 
+class FakeEnding:
+    """A subscription to a job's ending that never hears one: each wait takes its time."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def __enter__(self) -> FakeEnding:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def wait(self, seconds: float) -> bool:
+        self.clock.sleep(seconds)
+        return False
+
+
 def wait(store: FakeStore, job_id: str, timeout: float, clock: FakeClock) -> Job:
-    return wait_until_final(cast(JobStore, store), job_id, timeout, sleep=clock.sleep, clock=clock)
+    ending = FakeEnding(clock)
+    return wait_until_final(cast(JobStore, store), job_id, timeout, ending=ending, clock=clock)
 
 
 # --- wait_for_job ------------------------------------------------------------------------------
@@ -49,7 +67,8 @@ def test_wait_raises_timeout_error_when_the_job_is_not_final_in_time() -> None:
     with pytest.raises(TimeoutError, match="still processing after 5 s"):
         wait(FakeStore(running), running.id, 5, clock)
     assert clock.now == pytest.approx(5)
-    assert max(clock.sleeps) <= 1.0  # reads at least once a second
+    # Between notifications it reads the record again at least every WAIT_RECHECK_SECONDS.
+    assert max(clock.sleeps) <= api.WAIT_RECHECK_SECONDS
 
 
 def test_wait_raises_key_error_for_an_unknown_job() -> None:
@@ -84,12 +103,9 @@ class RecordingStore:
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []
 
-    def create(
-        self, job_id: str, video_url: str, audio_url: str, webhook_url: Any, **kw: Any
-    ) -> None:
-        self.created.append(
-            {"video_url": video_url, "audio_url": audio_url, "webhook_url": webhook_url, **kw}
-        )
+    def insert(self, job: Job, *, due: float) -> str:
+        self.created.append(dataclasses.asdict(job))
+        return job.id
 
     def fail(self, job_id: str, error: str) -> bool:
         raise AssertionError(f"nothing should fail here: {error}")
@@ -169,7 +185,7 @@ def test_submit_stores_an_8192_character_url_exactly_as_given(
 ) -> None:
     store, sent = seams
     longest = BASE + "?" + "a" * (8191 - len(BASE))
-    assert len(longest) == api.MAX_URL_CHARS == 8192
+    assert len(longest) == contract.MAX_URL_CHARS == 8192
     job_id = submit_with(name, longest)
     [created] = store.created
     assert created[name] == longest

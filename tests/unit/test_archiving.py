@@ -106,9 +106,9 @@ def test_a_slow_copy_keeps_telling_the_sweeper_it_is_alive_between_reads(
     beats: list[float] = []
     heartbeat = store.heartbeat
 
-    def counted(job_id: str, due: float, **kwargs: Any) -> None:
+    def counted(job_id: str, due: float, **kwargs: Any) -> bool:
         beats.append(due)
-        heartbeat(job_id, due, **kwargs)
+        return heartbeat(job_id, due, **kwargs)
 
     store.heartbeat = counted  # type: ignore[method-assign]
     archive_step(cast(JobStore, store), cast(Archiver, SlowArchiver()), job.id, clock=lambda: NOW)

@@ -1,4 +1,5 @@
-"""Tests of worker.status: a JobStatus is its string, and only archived and failed are final."""
+"""Tests of worker.status: a JobStatus is its string, and only archived, failed and
+cancelled are final."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pytest
 
 from worker.status import FINAL_STATUSES, JobStatus
 
-VALUES = ["queued", "submitted", "processing", "archiving", "archived", "failed"]
+VALUES = ["queued", "submitted", "processing", "archiving", "archived", "failed", "cancelled"]
 
 
-def test_the_statuses_are_the_six_documented_strings_in_pipeline_order() -> None:
+def test_the_statuses_are_the_seven_documented_strings_in_pipeline_order() -> None:
     assert [status.value for status in JobStatus] == VALUES
 
 
@@ -45,9 +46,10 @@ def test_an_unknown_status_is_refused() -> None:
         (JobStatus.ARCHIVING, False),
         (JobStatus.ARCHIVED, True),
         (JobStatus.FAILED, True),
+        (JobStatus.CANCELLED, True),
     ],
 )
-def test_only_archived_and_failed_are_final(status: JobStatus, final: bool) -> None:
+def test_only_archived_failed_and_cancelled_are_final(status: JobStatus, final: bool) -> None:
     assert status.is_final is final
     assert (status in FINAL_STATUSES) is final
     assert (status.value in FINAL_STATUSES) is final

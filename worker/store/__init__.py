@@ -1,11 +1,12 @@
 """The job store in Redis: key names (keys), the job record (records), the Lua scripts that
-keep records whole (scripts), the store itself (jobs) and the notifications still owed
-(outbox).
+keep records whole (scripts), the store itself (jobs), how a new job is made (creation),
+how an ending is waited for (ending) and the notifications still owed (outbox).
 """
 
 from __future__ import annotations
 
 from worker.store import keys, scripts
+from worker.store.creation import created, creation, with_token
 from worker.store.jobs import Job, JobStore, is_job_id, new_job_id
 from worker.store.outbox import NOTICE_LEASE_SECONDS
 from worker.store.records import decode, poll_log_entries
@@ -20,4 +21,7 @@ __all__ = [
     "new_job_id",
     "poll_log_entries",
     "scripts",
+    "created",
+    "creation",
+    "with_token",
 ]

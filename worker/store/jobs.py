@@ -16,8 +16,6 @@ write recreates a record that expired: writes are checked atomically in Lua scri
 from __future__ import annotations
 
 import logging
-import secrets
-from dataclasses import fields
 from typing import Any
 
 import redis
@@ -27,6 +25,8 @@ from worker.errors import CorruptRecord, StoreUnavailable
 from worker.status import WAIT_FAMILIES, JobStatus
 from worker.store import keys
 from worker.store import scripts as job_scripts
+from worker.store.creation import created, creation, with_token
+from worker.store.ending import Ending
 from worker.store.outbox import Outbox
 from worker.store.records import (
     POLL_LOG_ENTRIES,
@@ -42,8 +42,6 @@ __all__ = ["Job", "JobStore", "is_job_id", "new_job_id"]
 
 # How long a submit claim may wait for a replica to confirm it (Sentinel deployments).
 CLAIM_REPLICATION_TIMEOUT_MS = 2000
-# Random bytes in a job's webhook token (32 URL-safe characters): unguessable.
-WEBHOOK_TOKEN_BYTES = 24
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +60,6 @@ _MOVE_KEYS = (
 )
 # KEYS[1] is the job's hash: the first waiting set is KEYS[WAIT_KEYS_FROM] in the scripts.
 assert _MOVE_KEYS.index(keys.waiting(WAIT_FAMILIES[0])) + 2 == job_scripts.WAIT_KEYS_FROM
-
-
-def new_webhook_token() -> str:
-    """A job's secret for our webhook receiver (see `Job.webhook_token`)."""
-    return secrets.token_urlsafe(WEBHOOK_TOKEN_BYTES)
 
 
 def _whole(result: Any, job_id: str) -> int:
@@ -104,6 +97,8 @@ class JobStore:
         self._release_submit = script(job_scripts.RELEASE_SUBMIT)
         self._forget = script(job_scripts.FORGET)
         self._reopen = script(job_scripts.REOPEN_FAILED)
+        self._create = script(job_scripts.CREATE_JOB)
+        self._set_if_whole = script(job_scripts.SET_IF_WHOLE)
         # Jobs whose end is still to be told to the application.
         self.outbox = Outbox(client)
 
@@ -131,23 +126,51 @@ class JobStore:
             updated_ts=now,
             notify_url=notify_url,
             on_complete=on_complete,
-            # Akool calls the caller's own webhook_url, never our receiver, for such a job.
-            webhook_token=None if webhook_url else new_webhook_token(),
         )
-        values = {
-            f.name: getattr(job, f.name) for f in fields(job) if getattr(job, f.name) is not None
-        }
-        pipe = self._redis.pipeline()
-        pipe.hset(self._key(job_id), mapping=encode(values))
-        pipe.expire(self._key(job_id), self._retention)
-        pipe.zadd(keys.JOBS_INDEX, {job_id: now})
-        pipe.zadd(keys.DUE, {job_id: due})
-        # Counted by status from here on by the scripts that move it (a scrape reads counts).
-        pipe.hincrby(keys.METRICS_JOBS_BY_STATUS, JobStatus.QUEUED.value, 1)
-        # The index forgets ids whose records have expired, so it cannot grow forever.
-        pipe.zremrangebyscore(keys.JOBS_INDEX, 0, now - self._retention)
-        pipe.execute()
+        job = with_token(job)
+        self.insert(job, due=due)
         return job
+
+    @translated
+    def insert(self, job: Job, *, due: float) -> str:
+        """Store a new job as given, due to show progress by `due` (epoch s), unless a
+        claim it makes is held (see `claims`); return the id of the job that answers it.
+
+        That is the new job's id, or, when its idempotency key names a job made by the
+        same request, that job's (nothing stored); also an adopted Akool id's job that has
+        not failed or been cancelled. IdempotencyConflict (a different request under the
+        key) and ArchiveKeyTaken (another job holds the archive key) store nothing.
+        """
+        names, args = creation(with_token(job), due=due, ttl=self._retention)
+        return created(self._create(keys=names, args=args), job)
+
+    @translated
+    def find(self, idempotency_key: str) -> Job:
+        """The job made under `idempotency_key`; KeyError when there is none (any more)."""
+        value = self._redis.get(keys.idempotency(idempotency_key))
+        if value is None:
+            raise KeyError(idempotency_key)
+        job = self.get(value.decode() if isinstance(value, bytes) else str(value))
+        if job.idempotency_key != idempotency_key:
+            raise KeyError(idempotency_key)
+        return job
+
+    def ending(self, job_id: str) -> Ending:
+        """A subscription to the job's ending (use it as a context manager)."""
+        return Ending(self._redis, job_id)
+
+    @translated
+    def cancel(self, job_id: str, reason: str) -> bool:
+        """Make the job `cancelled` with `reason` as its error, unless it ended already
+        (False). The write tells the application and the result backend, like any ending."""
+        return self.update(job_id, status=JobStatus.CANCELLED, error=reason)
+
+    @translated
+    def note(self, job_id: str, **values: Any) -> bool:
+        """Record bookkeeping fields on a whole record, final or not, without moving it (what
+        a step learnt after the job ended); False when the record is gone."""
+        flat = [item for pair in encode(values).items() for item in pair]
+        return self._set_if_whole(keys=[self._key(job_id)], args=flat) == 1
 
     @translated
     def get(self, job_id: str) -> Job:
@@ -222,15 +245,16 @@ class JobStore:
         progress_bytes: int | None = None,
         total_bytes: int | None = None,
         archive_attempt: bool = False,
-    ) -> None:
+    ) -> bool:
         """A sign of life from a running step: push the job's due time to `due` (and record
-        how far an archive got, or that an archive attempt starts). KeyError when the record
-        is gone."""
+        how far an archive got, or that an archive attempt starts). False, writing nothing,
+        when the job ended meanwhile (cancelled: the step should stop); KeyError when the
+        record is gone."""
         progress = "" if progress_bytes is None else str(progress_bytes)
         total = "" if total_bytes is None else str(total_bytes)
         attempt = "1" if archive_attempt else ""
         args = [job_id, repr(due), repr(self._clock()), progress, total, attempt]
-        _whole(self._heartbeat(keys=[self._key(job_id), keys.DUE], args=args), job_id)
+        return _whole(self._heartbeat(keys=[self._key(job_id), keys.DUE], args=args), job_id) == 1
 
     @translated
     def reopen(

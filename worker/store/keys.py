@@ -23,6 +23,15 @@ AKOOL_BUDGET = PREFIX + "akool:budget"
 # The budget's current rate (a hash: rps and when it last changed), cut on Akool's "too
 # frequent" and raised back towards AKOOL_MAX_RPS (worker/akool/budget.py); read by the scrape.
 AKOOL_BUDGET_RATE = PREFIX + "budget:akool_rate"
+# The caller's claims on names, each holding the id of the job that made it, for as long as
+# that job's record exists (the scripts refresh them with it): an idempotency key, and an
+# object key under ARCHIVE_PREFIX (worker/contract.py).
+IDEMPOTENCY_PREFIX = PREFIX + "idempotency:"
+ARCHIVE_KEY_PREFIX = PREFIX + "archive_key:"
+# Celery's result backend keeps a task's result under this prefix (its Redis backend's
+# default, celery.backends.base.KeyValueStoreBackend.task_keyprefix); the job's ending is
+# written there, under the job id, by the script that ends the job.
+CELERY_RESULT_PREFIX = "celery-task-meta-"
 # The one right to start a job's archive once its completion was seen.
 ARCHIVE_CLAIM_PREFIX = PREFIX + "archive:claim:"
 # Callbacks already accepted (replay protection).
@@ -63,6 +72,21 @@ def job(job_id: str) -> str:
 def akool_index(akool_id: str) -> str:
     """Where our job id is kept under Akool's id."""
     return AKOOL_INDEX_PREFIX + akool_id
+
+
+def idempotency(key: str) -> str:
+    """Where the id of the job made under an idempotency key is kept."""
+    return IDEMPOTENCY_PREFIX + key
+
+
+def archive_key(key: str) -> str:
+    """Where the id of the job that will store its video under `key` is kept."""
+    return ARCHIVE_KEY_PREFIX + key
+
+
+def result(job_id: str) -> str:
+    """Where Celery's result backend finds how the job ended (its chain's last task id)."""
+    return CELERY_RESULT_PREFIX + job_id
 
 
 def archive_claim(job_id: str) -> str:

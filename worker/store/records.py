@@ -8,6 +8,7 @@ reads as `CorruptRecord`, a KeyError, never as a half-filled Job.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import secrets
 from collections.abc import Callable
@@ -105,6 +106,16 @@ class Job:
     wait_detail: str | None = None
     # The token of the one step run holding the submit claim: only it gives the claim back.
     submit_claim: str | None = field(default=None, repr=False)
+    # The caller's contract (worker/contract.py): its idempotency key and the digest of the
+    # request made under it, its own metadata, and the object key it chose under
+    # ARCHIVE_PREFIX (None: `<job id>.mp4`).
+    idempotency_key: str | None = None
+    request_digest: str | None = field(default=None, repr=False)
+    metadata: dict[str, str] | None = None
+    archive_key: str | None = None
+    # When the job was adopted (`archive_akool_job`): submitted by other code, never by us.
+    # Such a job has no video_url or audio_url ("").
+    adopted_ts: float | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -132,7 +143,8 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, with ISO timestamps."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        for secret in ("webhook_token", "submit_claim"):  # bookkeeping, not the job's story
+        # Bookkeeping, not the job's story.
+        for secret in ("webhook_token", "submit_claim", "request_digest"):
             del out[secret]
         out["created_at"] = self.created_at.isoformat()
         out["expires_at"] = self.expires_at.isoformat() if self.expires_at else None
@@ -179,6 +191,9 @@ def decode(key: str, raw: dict[bytes, bytes]) -> Job:
         values = _decode(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise CorruptRecord(key, f"a field does not parse ({type(e).__name__})") from None
+    if "adopted_ts" in values:  # submitted by other code: no URLs of ours
+        values.setdefault("video_url", "")
+        values.setdefault("audio_url", "")
     missing = [name for name in REQUIRED_FIELDS if name not in values]
     if missing:
         raise CorruptRecord(key, f"fields missing: {', '.join(missing)}")
@@ -197,9 +212,30 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
             out[name] = int(text)
         elif name == "status":
             out[name] = JobStatus(text)
+        elif name == "metadata":
+            out[name] = _metadata(text)
         else:
             out[name] = text
     return out
+
+
+def _metadata(text: str) -> dict[str, str]:
+    """The metadata a record holds (JSON); ValueError when it is not a dict of strings."""
+    value = json.loads(text)
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError("metadata is not a dict of strings")
+    return value
+
+
+def _text(value: Any) -> str:
+    """One field as the hash stores it: None as "", a dict (the metadata) as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value)
 
 
 def encode(values: dict[str, Any]) -> dict[str | bytes, str]:
@@ -207,7 +243,7 @@ def encode(values: dict[str, Any]) -> dict[str | bytes, str]:
     for name in values:
         if name not in Job.__dataclass_fields__:
             raise ValueError(f"unknown job field {name!r}")
-    return {name: "" if value is None else str(value) for name, value in values.items()}
+    return {name: _text(value) for name, value in values.items()}
 
 
 P = ParamSpec("P")

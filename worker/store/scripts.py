@@ -6,6 +6,12 @@ still running when its record expired or was deleted must not recreate a hash of
 fields without a TTL, which would read as nothing and never expire. Scripts return -1 for
 such a record; the store turns that into a KeyError. Only `UPDATE_UNLESS_FINAL` and
 `REOPEN_FAILED` refresh the record's TTL: a heartbeat or a poll count keeps what it has.
+
+Beside the KEYS they are given, some scripts touch keys named after the job or its record:
+its result in Celery's backend (the write that ends a job stores it), the caller's claims on
+an idempotency key and an archive key (refreshed with the record, so they live as long as
+it), and the holder of a claim when a new job asks for it. So they suit one Redis, or one
+master behind Sentinel, not a cluster: the store has never spread its keys over slots.
 """
 
 from __future__ import annotations
@@ -13,8 +19,19 @@ from __future__ import annotations
 import string
 
 from worker.status import WAIT_FAMILIES, JobStatus, Wait
+from worker.store import keys
 
-_FINAL = {"archived": JobStatus.ARCHIVED.value, "failed": JobStatus.FAILED.value}
+_FINAL = {
+    "archived": JobStatus.ARCHIVED.value,
+    "failed": JobStatus.FAILED.value,
+    "cancelled": JobStatus.CANCELLED.value,
+}
+_PREFIXES = {
+    "job_prefix": keys.JOB_PREFIX,
+    "result_prefix": keys.CELERY_RESULT_PREFIX,
+    "idempotency_prefix": keys.IDEMPOTENCY_PREFIX,
+    "archive_key_prefix": keys.ARCHIVE_KEY_PREFIX,
+}
 # Among a moving script's KEYS, from WAIT_KEYS_FROM on: the sorted set of each family of
 # waits (in WAIT_FAMILIES order), then their counts (worker/store/jobs.py passes them so).
 WAIT_KEYS_FROM = 7
@@ -27,6 +44,7 @@ _FAMILIES = ", ".join(f"'{family}'" for family in WAIT_FAMILIES)
 # reads them instead of every record. A job is "unarchived" while Akool's video is done
 # (completed_ts) and not in S3, unless it failed without a video to save: the expiry set's rule.
 _HELPERS = string.Template("""
+local FINAL = {['$archived'] = true, ['$failed'] = true, ['$cancelled'] = true}
 local function count_move(counts, before, after)
   if before ~= after then
     redis.call('HINCRBY', counts, before, -1)
@@ -36,7 +54,7 @@ end
 -- When Akool finished the job's video, if that video is still to be archived; else nil.
 local function unarchived(status, completed, result)
   local done = tonumber(completed)
-  if status == '$archived' or not done then return nil end
+  if status == '$archived' or status == '$cancelled' or not done then return nil end
   if status == '$failed' and (not result or result == '') then return nil end
   return done
 end
@@ -56,7 +74,7 @@ local WAIT_SET = {$wait_sets}
 local WAIT_FAMILY = {$families}
 local function keep_waiting(record, id)
   local f = redis.call('HMGET', record, 'status', 'wait_on', 'wait_since_ts')
-  local final = f[1] == '$archived' or f[1] == '$failed'
+  local final = FINAL[f[1]]
   local want = nil
   if not final and tonumber(f[3]) then want = WAIT_SET[f[2]] end
   local counts = KEYS[$wait_keys_from + #WAIT_FAMILY]
@@ -69,7 +87,55 @@ local function keep_waiting(record, id)
     end
   end
 end
-""").substitute(_FINAL, wait_sets=_WAIT_SETS, families=_FAMILIES, wait_keys_from=WAIT_KEYS_FROM)
+-- An epoch time as ISO 8601 in UTC (Celery's date_done), by the civil-from-days rule.
+local function iso_utc(epoch)
+  local t = math.floor(tonumber(epoch))
+  local days = math.floor(t / 86400)
+  local secs = t - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d+00:00', y, m, d,
+    math.floor(secs / 3600), math.floor(secs % 3600 / 60), secs % 60)
+end
+-- How the job ended, as Celery's result backend stores a task's result under the job id
+-- (the id of its chain's last task), kept as long as the record and published, as the
+-- backend does, to whoever waits on it: SUCCESS with the job's status and archive_uri, or
+-- FAILURE with worker.errors.JobFailed or JobCancelled carrying its error.
+local function store_result(record, id, ttl, now)
+  local f = redis.call('HMGET', record, 'status', 'archive_uri', 'error')
+  local meta = {task_id = id, traceback = cjson.null, date_done = iso_utc(now)}
+  if f[1] == '$archived' then
+    meta.status = 'SUCCESS'
+    meta.result = {job_id = id, status = f[1], archive_uri = f[2] or cjson.null}
+  else
+    local kind = 'JobFailed'
+    if f[1] == '$cancelled' then kind = 'JobCancelled' end
+    meta.status = 'FAILURE'
+    meta.result = {exc_type = kind, exc_module = 'worker.errors', exc_message = {f[3] or f[1]}}
+  end
+  local key = '$result_prefix' .. id
+  local text = cjson.encode(meta)
+  redis.call('SET', key, text, 'EX', ttl)
+  redis.call('PUBLISH', key, text)
+end
+-- The caller's claims on an idempotency key and an archive key live as long as the record.
+local function refresh_claims(record, ttl)
+  local f = redis.call('HMGET', record, 'idempotency_key', 'archive_key')
+  if f[1] and f[1] ~= '' then redis.call('EXPIRE', '$idempotency_prefix' .. f[1], ttl) end
+  if f[2] and f[2] ~= '' then redis.call('EXPIRE', '$archive_key_prefix' .. f[2], ttl) end
+end
+""").substitute(
+    _FINAL, **_PREFIXES, wait_sets=_WAIT_SETS, families=_FAMILIES, wait_keys_from=WAIT_KEYS_FROM
+)
 
 
 def _lua(script: str) -> str:
@@ -79,6 +145,7 @@ def _lua(script: str) -> str:
         helpers=_HELPERS,
         wait_keys_from=WAIT_KEYS_FROM,
         **_FINAL,
+        **_PREFIXES,
     )
 
 
@@ -92,7 +159,7 @@ def _lua(script: str) -> str:
 # same step: a worker that dies right after cannot lose the notification.
 _UPDATE_BODY = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == '$archived' or status == '$failed' then return 0 end
+if FINAL[status] then return 0 end
 --on-write--
 local before = status
 local waits = false
@@ -101,17 +168,18 @@ for i = --first--, #ARGV, 2 do
   if ARGV[i] == 'wait_on' then waits = true end
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+refresh_claims(KEYS[1], tonumber(ARGV[1]))
 status = redis.call('HGET', KEYS[1], 'status')
 count_move(KEYS[5], before, status)
 track_unarchived(KEYS[1], KEYS[6], ARGV[2])
-local ended = status == '$archived' or status == '$failed'
+local ended = FINAL[status]
 if waits or ended then keep_waiting(KEYS[1], ARGV[2]) end
 local expires = redis.call('HGET', KEYS[1], 'expires_ts')
 local result = redis.call('HGET', KEYS[1], 'result_url')
-if status == '$archived' or status == '$failed' then
+if ended then
   redis.call('ZREM', KEYS[2], ARGV[2])
   -- A failed job whose video exists at Akool is still worth saving: keep watching it.
-  if status == '$archived' or not result or result == '' then
+  if status ~= '$failed' or not result or result == '' then
     redis.call('ZREM', KEYS[3], ARGV[2])
   end
   local url = redis.call('HGET', KEYS[1], 'notify_url')
@@ -119,6 +187,7 @@ if status == '$archived' or status == '$failed' then
   if (url and url ~= '') or (sig and sig ~= '') then
     redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[2])
   end
+  store_result(KEYS[1], ARGV[2], ARGV[1], ARGV[4])
   return 1
 end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
@@ -148,9 +217,12 @@ if known and known ~= '' then return 0 end"""
 # A sign of life from a running step. KEYS: job hash, due set. ARGV: job id, due, now,
 # progress bytes ('' = none), total bytes ('' = none), '1' when an archive attempt starts
 # (counted, so the next attempt knows to clear what a killed one left in S3). Never re-adds a
-# job to the due set.
+# job to the due set. Returns 0, writing nothing, for a job that ended (a cancelled one: the
+# running archive stops).
 HEARTBEAT = _lua("""
+$helpers
 if not ($whole) then return -1 end
+if FINAL[redis.call('HGET', KEYS[1], 'status')] then return 0 end
 redis.call('HSET', KEYS[1], 'updated_ts', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'archive_progress_bytes', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'archive_total_bytes', ARGV[5]) end
@@ -195,9 +267,12 @@ redis.call('HINCRBY', KEYS[1], 'polls', 1)"""
 RECORD_POLL = _lua("$helpers\nif not ($whole) then return -1 end" + _update(7, _LOG_POLL))
 
 # Takes the job's one submit claim for one step run. KEYS: job hash. ARGV: now, the run's
-# token. 1 taken, 0 when any run holds it (this one too), -1 when the record is not whole.
+# token. 1 taken, 0 when any run holds it (this one too) or the job ended (a cancel that came
+# after the step read the record), -1 when the record is not whole.
 CLAIM_SUBMIT = _lua("""
+$helpers
 if not ($whole) then return -1 end
+if FINAL[redis.call('HGET', KEYS[1], 'status')] then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'submit_claimed_ts') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'submit_claimed_ts', ARGV[1], 'submit_claim', ARGV[2])
 return 1
@@ -252,6 +327,7 @@ if ARGV[6] == '1' then
 end
 count_move(KEYS[5], '$failed', ARGV[2])
 track_unarchived(KEYS[1], KEYS[6], ARGV[1])
+redis.call('DEL', '$result_prefix' .. ARGV[1])
 redis.call('HDEL', KEYS[1], 'notified_ts', 'notify_error', 'on_complete_sent_ts',
            'notify_owner', 'wait_on', 'wait_since_ts', 'wait_tries', 'wait_detail')
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'poll_deadline_ts', ARGV[5]) end
@@ -317,4 +393,47 @@ end
 for status, n in pairs(counts) do redis.call('HSET', KEYS[1], status, n) end
 redis.call('HSET', KEYS[1], 'counted_since', ARGV[2])
 return 1
+""")
+
+# Stores a new job, unless a claim it makes is held. KEYS: job hash, jobs index, due set,
+# counts by status, then one key per claim the request makes (an idempotency key, an archive
+# key, an adopted Akool id), whose kinds ARGV names. ARGV: ttl seconds, job id, now, due,
+# request digest, number of claims n, the n kinds ('idempotency', 'archive_key', 'akool'),
+# then field/value pairs. A claim is held when it names another job whose record exists:
+# - an idempotency key: {'same', id} when that job was made by the same request (equal
+#   digest), else {'conflict', id};
+# - an archive key: {'taken', id};
+# - an Akool id: {'same', id} unless that job failed or was cancelled (then it is adopted
+#   anew).
+# Otherwise the job is written, counted, indexed, due, and given every claim: {'new', id}.
+CREATE_JOB = _lua("""
+$helpers
+local n = tonumber(ARGV[6])
+for i = 1, n do
+  local kind = ARGV[6 + i]
+  local holder = redis.call('GET', KEYS[4 + i])
+  local record = holder and ('$job_prefix' .. holder)
+  if holder and holder ~= ARGV[2] and redis.call('HEXISTS', record, 'status') == 1 then
+    if kind == 'idempotency' then
+      if redis.call('HGET', record, 'request_digest') == ARGV[5] then return {'same', holder} end
+      return {'conflict', holder}
+    elseif kind == 'archive_key' then
+      return {'taken', holder}
+    else
+      local status = redis.call('HGET', record, 'status')
+      if status ~= '$failed' and status ~= '$cancelled' then return {'same', holder} end
+    end
+  end
+end
+for i = 7 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local ttl = tonumber(ARGV[1])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+-- Counted by status from here on by the scripts that move it (a scrape reads counts).
+redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'status'), 1)
+-- The index forgets ids whose records have expired, so it cannot grow forever.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], 0, tonumber(ARGV[3]) - ttl)
+for i = 1, n do redis.call('SET', KEYS[4 + i], ARGV[2], 'EX', ttl) end
+return {'new', ARGV[2]}
 """)

@@ -15,12 +15,16 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 CONSTANTS = {
     name: value
     for name, value in vars(keys).items()
-    if name.isupper() and isinstance(value, str) and name != "PREFIX"
+    if name.isupper()
+    and isinstance(value, str)
+    and name != "PREFIX"
+    # Celery's own key, where its result backend looks (see the test below).
+    and not name.startswith("CELERY_")
 }
 BUILDERS: dict[str, Callable[..., str]] = {
     name: function
     for name, function in inspect.getmembers(keys, inspect.isfunction)
-    if function.__module__ == keys.__name__
+    if function.__module__ == keys.__name__ and name != "result"
 }
 
 
@@ -76,3 +80,9 @@ def test_a_webhook_payload_key_ends_with_the_payloads_digest() -> None:
     digest = "ab" * 32  # sha256 hex
     assert keys.WEBHOOK_PAYLOAD_PREFIX == "lipsync:webhook:payload:"
     assert keys.webhook_payload(digest) == keys.WEBHOOK_PAYLOAD_PREFIX + digest
+
+
+def test_a_jobs_result_is_where_celerys_result_backend_looks_for_its_task_id() -> None:
+    from worker.celery_app import app
+
+    assert app.backend.get_key_for_task(JOB_ID).decode() == keys.result(JOB_ID)
