@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from worker.store import keys, scripts
 from worker.store.creation import created, creation, with_token
-from worker.store.jobs import Job, JobStore, is_job_id, new_job_id
+from worker.store.jobs import Job, JobStore, is_job_id, moving, new_job_id
 from worker.store.outbox import NOTICE_LEASE_SECONDS
 from worker.store.records import decode, poll_log_entries
 
@@ -24,4 +24,5 @@ __all__ = [
     "created",
     "creation",
     "with_token",
+    "moving",
 ]

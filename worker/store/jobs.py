@@ -38,7 +38,7 @@ from worker.store.records import (
     translated,
 )
 
-__all__ = ["Job", "JobStore", "is_job_id", "new_job_id"]
+__all__ = ["Job", "JobStore", "is_job_id", "moving", "new_job_id"]
 
 # How long a submit claim may wait for a replica to confirm it (Sentinel deployments).
 CLAIM_REPLICATION_TIMEOUT_MS = 2000
@@ -60,6 +60,17 @@ _MOVE_KEYS = (
 )
 # KEYS[1] is the job's hash: the first waiting set is KEYS[WAIT_KEYS_FROM] in the scripts.
 assert _MOVE_KEYS.index(keys.waiting(WAIT_FAMILIES[0])) + 2 == job_scripts.WAIT_KEYS_FROM
+
+
+def moving(
+    job_id: str, due: float | None, values: dict[str, Any], *, now: float, ttl: int
+) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of a write that may move the job (UPDATE_UNLESS_FINAL's layout,
+    shared with worker/aio.py); `updated_ts` is `now` unless `values` say otherwise."""
+    values.setdefault("updated_ts", now)
+    flat = [item for pair in encode(values).items() for item in pair]
+    names = [keys.job(job_id), *_MOVE_KEYS]
+    return names, [ttl, job_id, "" if due is None else repr(due), repr(now), *flat]
 
 
 def _whole(result: Any, job_id: str) -> int:
@@ -225,12 +236,7 @@ class JobStore:
     def _move(
         self, job_id: str, due: float | None, values: dict[str, Any]
     ) -> tuple[list[str], list[Any]]:
-        """The KEYS and ARGV of a write that may move the job (UPDATE_UNLESS_FINAL's layout)."""
-        now = self._clock()
-        values.setdefault("updated_ts", now)
-        flat = [item for pair in encode(values).items() for item in pair]
-        names = [self._key(job_id), *_MOVE_KEYS]
-        return names, [self._retention, job_id, "" if due is None else repr(due), repr(now), *flat]
+        return moving(job_id, due, values, now=self._clock(), ttl=self._retention)
 
     def fail(self, job_id: str, error: str) -> bool:
         """Mark the job failed with a sentence saying why (unless it is already final)."""
