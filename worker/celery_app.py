@@ -134,9 +134,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_SECONDS,
         # Holding only countdown polls is not "busy": shut down at once, they are restored.
         "worker_enable_soft_shutdown_on_idle": False,
-        # Results are small (a job id or URI) and the job record is the source of truth.
-        # Nothing reads task results (no AsyncResult anywhere; a chain hands each return
-        # value to the next task in its message), so none are stored. Measured with
+        # No task stores its own result: a chain hands each return value to the next task
+        # in its message, and the job's ending is stored for Celery's users by the store's
+        # script that ends the job, under the job id (the id of its chain's last task), so
+        # `AsyncResult(job_id).get()` works however the job ended, also before the last
+        # task ran (worker/store/scripts.py, `store_result`). Measured with
         # `python -m bench` (10,000 polling jobs, bench/RESULTS.md): every poll's
         # self.retry otherwise writes a RETRY record with its traceback (~1.4 KB, kept
         # RESULT_EXPIRES_SECONDS) plus a PUBLISH: about 1.4 KB of Redis per job in flight
