@@ -217,7 +217,7 @@ def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:
 def _jobs_by_status(counts: dict[str, int]) -> Metric:
     family = GaugeMetricFamily(
         "lipsync_jobs",
-        "Jobs by status, counted as they move (archived, failed, cancelled: every job that ended so)",
+        "Jobs by status, counted as they move (archived, failed, cancelled: each ended so)",
         labels=["status"],
     )
     for status, count in counts.items():
