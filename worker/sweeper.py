@@ -71,6 +71,8 @@ def retry_step(job: Job) -> Step:
     """
     if job.status == JobStatus.ARCHIVED:
         raise ValueError(f"job {job.id} is archived; there is nothing to retry")
+    if job.status == JobStatus.CANCELLED:
+        raise ValueError(f"job {job.id} was cancelled; submit it again to run it")
     if job.status == JobStatus.FAILED and job.akool_id:
         return Step.POLL
     step = resume_step(job)

@@ -189,6 +189,11 @@ def test_retry_refuses_an_archived_job() -> None:
         retry_step(job(status=JobStatus.ARCHIVED, akool_id="a", result_url="https://x/y"))
 
 
+def test_retry_refuses_a_cancelled_job() -> None:
+    with pytest.raises(ValueError, match="cancelled"):
+        retry_step(job(status=JobStatus.CANCELLED, akool_id="a"))
+
+
 # --- reopen_for_retry ------------------------------------------------------------------------
 
 
