@@ -1,10 +1,13 @@
 """The jobs dashboard over HTTP, served by the Procfile's web process on METRICS_PORT next to
 a real worker, redis-server, S3 server and the simulator: sign-in, CSRF, where it answers
-and where it does not; and the poll log each job keeps, in a real Redis."""
+and where it does not; the caller's metadata on a job's page and as a filter, and Cancel;
+and the poll log each job keeps, in a real Redis."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,9 +17,17 @@ import pytest
 import redis
 import requests
 
-from tests.integration.conftest import Deployment, _deploy, procfile_worker_env, video_url
+from tests.integration.conftest import (
+    AUDIO_URL,
+    Deployment,
+    _deploy,
+    procfile_worker_env,
+    video_url,
+)
 from tests.integration.test_webhooks import start_receiver
+from worker import messages
 from worker.akool.client import AkoolStatus
+from worker.contract import lipsync_request, queued_job
 from worker.dev.stack import Process, RedisServer, Stack, free_port
 from worker.pipeline import poll_step
 from worker.status import JobStatus
@@ -27,6 +38,8 @@ from worker.store.records import POLL_LOG_ENTRIES, poll_log_entries
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "ops", "dashboard-test-password"
+# The CSRF token a job's page puts in its forms.
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 # The simulator refuses the submit with a permanent code once: the job fails, and a retry
 # (which submits again: nothing was created at Akool) succeeds.
 FAILS_ONCE = {"submit_code": 1204, "submit_code_times": 1}
@@ -49,6 +62,12 @@ class Dashboard:
     def get(self, path: str, auth: bool = True, **kwargs: Any) -> requests.Response:
         credentials = (USER, PASSWORD) if auth else None
         return requests.get(self.base + path, auth=credentials, timeout=10, **kwargs)
+
+    def post(self, path: str, **form: str) -> requests.Response:
+        """A signed-in form POST, its redirect not followed."""
+        return requests.post(
+            self.base + path, auth=(USER, PASSWORD), data=form, timeout=10, allow_redirects=False
+        )
 
 
 @contextlib.contextmanager
@@ -223,3 +242,80 @@ def test_jobs_at_risk_come_first_and_in_red(dashboard: Dashboard) -> None:
     assert 'id="at-risk"' in page
     assert page.index(job_id) < page.index('id="jobs"')
     assert 'class="risk-table"' in page
+
+
+# --- the caller's contract: metadata, and Cancel --------------------------------------------
+
+
+def queued_record(dashboard: Dashboard, **contract: Any) -> str:
+    """A queued job's record as submit_lipsync stores it, alone: no task is enqueued (and no
+    beat runs here), so it stays queued until something ends it."""
+    request = lipsync_request(video_url(), AUDIO_URL, **contract)
+    job = queued_job(request, new_job_id(), now=time.time())
+    return dashboard.deployment.store.insert(job, due=time.time() + 3600)
+
+
+def test_a_cancel_needs_the_pages_token_then_cancels_the_queued_job_once(
+    dashboard: Dashboard,
+) -> None:
+    store, job_id = dashboard.deployment.store, queued_record(dashboard)
+    path = f"/jobs/{job_id}/cancel"
+
+    assert dashboard.post(path).status_code == 403
+    assert dashboard.post(path, csrf="1.abc").status_code == 403
+    assert store.get(job_id).status == JobStatus.QUEUED
+    page = dashboard.get(f"/jobs/{job_id}").text
+    assert 'id="cancel"' in page
+    match = CSRF_FIELD.search(page)
+    assert match is not None
+    token = match.group(1)
+
+    done = dashboard.post(path, csrf=token)
+    assert done.status_code == 303
+    assert done.headers["Location"] == f"/jobs/{job_id}?cancelled=1"
+    cancelled = store.get(job_id)
+    assert cancelled.status == JobStatus.CANCELLED and cancelled.error == messages.CANCELLED
+    # Its ending is in the result backend, as every ending is.
+    meta = json.loads(dashboard.deployment.redis.get(keys.result(job_id)) or "{}")
+    assert meta["status"] == "FAILURE" and meta["result"]["exc_type"] == "JobCancelled"
+    shown = dashboard.get(done.headers["Location"]).text
+    assert 'id="status">cancelled</span>' in shown and 'id="cancel"' not in shown
+    assert job_id in dashboard.get("/jobs?status=cancelled").text
+
+    again = dashboard.post(path, csrf=token)
+    assert again.status_code == 409 and "already ended (cancelled)" in again.text
+    left = store.get(job_id)  # a notification's bookkeeping may land meanwhile: not compared
+    assert (left.status, left.error, left.updated_ts) == (
+        JobStatus.CANCELLED,
+        cancelled.error,
+        cancelled.updated_ts,
+    )
+    assert dashboard.post(f"/jobs/{new_job_id()}/cancel", csrf=token).status_code == 404
+
+
+def test_a_jobs_page_shows_its_callers_metadata_escaped_and_the_list_filters_by_it(
+    dashboard: Dashboard,
+) -> None:
+    hostile = "<script>alert(1)</script>"
+    batch = f"b-{new_job_id()[:8]}"
+    mine = queued_record(
+        dashboard,
+        metadata={"client": hostile, "batch": batch},
+        idempotency_key=f"order-{batch}",
+        archive_key=f"clients/{batch}/take 1.mp4",
+    )
+    other = queued_record(dashboard, metadata={"client": "acme", "batch": batch})
+
+    page = dashboard.get(f"/jobs/{mine}").text
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert f'id="idempotency-key">order-{batch}</dd>' in page
+    assert f'<code id="archive-key">lipsync/clients/{batch}/take 1.mp4</code>' in page
+
+    def listed(meta: str) -> str:
+        return dashboard.get("/jobs", params={"meta": meta}).text.split('id="jobs"')[1]
+
+    assert mine in listed(f"client={hostile}") and other not in listed(f"client={hostile}")
+    assert mine in listed(f"batch={batch}") and other in listed(f"batch={batch}")
+    assert mine not in listed("client=acme") and other in listed("client=acme")
+    assert "A metadata filter is key=value" in dashboard.get("/jobs?meta=client").text
+    assert '<option value="cancelled"' in dashboard.get("/jobs").text

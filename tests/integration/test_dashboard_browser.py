@@ -1,17 +1,18 @@
 """The dashboard in a real headless Chromium (Debian's `chromium` and `chromium-driver`,
 driven by Selenium), against the Procfile's web process, a worker, redis-server, the S3
 server and the simulator: sign in, see a failed job's error and an archived job's player,
-retry the failed job and watch it archive.
+retry the failed job and watch it archive; see a running job's metadata and cancel it.
 
 Selenium never downloads anything: the driver is /usr/bin/chromedriver, named through a
 Service, and Selenium Manager is told to stay offline (SE_OFFLINE). Without the two tools the
 test is skipped with the reason, and fails under CI (CI=true): `make test` installs them.
-With LIPSYNC_SCREENSHOTS=<dir> it saves the screenshots of both pages that
-docs/operations.md shows there.
+With LIPSYNC_SCREENSHOTS=<dir> it saves the screenshots of the pages that
+docs/operations.md shows there (and of a running job's page with its Cancel button).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.integration.conftest import video_url
+from tests.integration.conftest import AUDIO_URL, Deployment, video_url
 from tests.integration.test_dashboard import (
     FAILS_ONCE,
     PASSWORD,
@@ -34,6 +35,7 @@ from tests.integration.test_dashboard import (
 )
 from worker.dev.stack import Stack
 from worker.status import JobStatus
+from worker.store import Job
 from worker.web.dashboard.app import PRESIGN_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -45,6 +47,12 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ELEMENT_WAIT_SECONDS = 15
 ARCHIVED_WITHIN_SECONDS = 90
 WINDOW_SIZE = "1100,800"
+# A job the simulator keeps processing (polled) until it is cancelled or the test ends.
+STAYS_PROCESSING = {"polls": 100000}
+# Seconds for a submitted job to be seen processing by its polls.
+PROCESSING_WITHIN_SECONDS = 30
+# Tries of a click whose element a page reload (every few seconds) replaced meanwhile.
+CLICK_TRIES = 5
 
 
 def _missing_tools() -> str | None:
@@ -170,3 +178,66 @@ def test_an_operator_sees_errors_and_videos_and_retries_a_failed_job_until_it_ar
     assert browser.find_element("id", "player").get_attribute("src")
     assert deployment.store.get(failed.id).status == JobStatus.ARCHIVED
     assert deployment.akool_jobs_for(failed.video_url) == 1
+
+
+def submit_with_contract(deployment: Deployment, video: str, **contract: Any) -> str:
+    """submit_lipsync from another process with the caller's contract arguments (JSON)."""
+    code = (
+        "import json, sys; from worker import submit_lipsync; "
+        "print(submit_lipsync(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3])))"
+    )
+    return deployment.python(code, video, AUDIO_URL, json.dumps(contract)).strip().splitlines()[-1]
+
+
+def processing(deployment: Deployment, job_id: str) -> Job:
+    """The job once its polls see it processing (bounded wait)."""
+    deadline = time.monotonic() + PROCESSING_WITHIN_SECONDS
+    job = deployment.store.get(job_id)
+    while job.status != JobStatus.PROCESSING and time.monotonic() < deadline:
+        assert not job.is_final, job
+        time.sleep(0.2)
+        job = deployment.store.get(job_id)
+    assert job.status == JobStatus.PROCESSING, job
+    return job
+
+
+def click(driver: Any, element_id: str) -> None:
+    """Click the element, found again if the page reloaded itself under the click."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(CLICK_TRIES - 1):
+        try:
+            driver.find_element("id", element_id).click()
+            return
+        except StaleElementReferenceException:
+            continue
+    driver.find_element("id", element_id).click()
+
+
+def test_an_operator_sees_a_running_jobs_metadata_and_cancels_it(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    deployment = dashboard.deployment
+    video = video_url(**STAYS_PROCESSING)
+    hostile = "<script>alert(1)</script>"
+    key = f"browser/{os.urandom(6).hex()}.mp4"
+    job_id = submit_with_contract(
+        deployment, video, metadata={"client": hostile, "order": "42"}, archive_key=key
+    )
+    processing(deployment, job_id)
+
+    browser.get(signed_in(dashboard, f"/jobs/{job_id}"))
+    assert browser.find_element("id", "status").text == "processing"
+    rows = browser.find_element("id", "metadata").find_elements("tag name", "tr")
+    assert [r.text for r in rows[1:]] == [f"client {hostile}", "order 42"]  # as text: no script
+    assert browser.find_element("id", "archive-key").text == f"lipsync/{key}"
+    screenshot(browser, "dashboard-cancel.png")
+
+    click(browser, "cancel")
+    assert browser.find_element("id", "flash").text.startswith("Cancelled:")
+    wait_for_text(browser, "status", "cancelled", ELEMENT_WAIT_SECONDS)
+    assert "cancelled by the application" in browser.find_element("id", "error").text
+    assert 'id="cancel"' not in browser.page_source  # (find_elements would wait it out)
+    job = deployment.store.get(job_id)
+    assert job.status == JobStatus.CANCELLED and job.archive_uri is None
+    assert deployment.akool_jobs_for(video) == 1

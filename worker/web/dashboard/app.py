@@ -3,8 +3,8 @@ dashboard when DASHBOARD_USER and DASHBOARD_PASSWORD are set (404 otherwise).
 
 The handlers only speak HTTP: who may see a page is `auth`, what a job went through is
 `timeline`, what is read from Redis is `reads`, a retry is `worker.tasks.retry_job` (the
-rules of `lipsync retry`). Every page is rendered by Jinja2 with autoescape, sent with a
-strict Content-Security-Policy and never cached.
+rules of `lipsync retry`), a cancel is `worker.api.cancel_job`. Every page is rendered by
+Jinja2 with autoescape, sent with a strict Content-Security-Policy and never cached.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from worker import deps
+from worker.api import cancel_job
+from worker.archive import archive_key
 from worker.clock import Clock, wall_clock
 from worker.config import Settings
 from worker.errors import LipsyncError
@@ -44,7 +46,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 METRICS_PATH = "/metrics"
 JOBS_PATH = "/jobs"
-_JOB_PATH = re.compile(r"^/jobs/([^/]+)(/retry)?$")
+_JOB_PATH = re.compile(r"^/jobs/([^/]+)(?:/(retry|cancel))?$")
 # A prefix typed in the search box: hex digits, at most a whole id.
 _ID_PREFIX = re.compile(r"^[0-9a-f]{0,32}$")
 # The archived video's link on the job page: long enough to watch it, short enough that a
@@ -52,7 +54,7 @@ _ID_PREFIX = re.compile(r"^[0-9a-f]{0,32}$")
 PRESIGN_SECONDS = 5 * 60
 # A running job's page renders itself again this often (a <meta> refresh: no script).
 REFRESH_SECONDS = 3
-# A retry form is one short field; anything larger is not ours.
+# A retry or cancel form is one short field; anything larger is not ours.
 MAX_FORM_BYTES = 4096
 # Every page: no framing, no caching, scripts and everything else from nowhere but us;
 # style only inline. media-src names the presigned video's origin on the job page.
@@ -131,7 +133,9 @@ class Page:
 
 
 class Dashboard:
-    """The dashboard's pages: GET /jobs, GET /jobs/<id>, POST /jobs/<id>/retry."""
+    """The dashboard's pages: GET /jobs, GET /jobs/<id>, POST /jobs/<id>/retry and
+    POST /jobs/<id>/cancel. `retry` and `cancel` act on a job id (worker.tasks.retry_job,
+    worker.api.cancel_job); given as functions, so the pages are tested without Celery."""
 
     def __init__(
         self,
@@ -142,6 +146,8 @@ class Dashboard:
         password: str,
         presign: Callable[[str], str],
         retry: Callable[[str], Step],
+        cancel: Callable[[str], Job] = cancel_job,
+        archive_prefix: str = "",
         csrf: CsrfTokens | None = None,
         clock: Clock = wall_clock,
     ) -> None:
@@ -150,6 +156,8 @@ class Dashboard:
         self._user, self._password = user, password
         self._presign = presign
         self._retry = retry
+        self._cancel = cancel
+        self._archive_prefix = archive_prefix
         self._csrf = csrf or CsrfTokens()
         self._clock = clock
         self._templates = _environment()
@@ -187,25 +195,37 @@ class Dashboard:
         match = _JOB_PATH.match(path)
         if match is None or not is_job_id(match.group(1)):
             return self._message(user, 404, "Not found", "There is no such page or job.")
-        job_id, retry = match.group(1), bool(match.group(2))
-        if retry and method == "POST":
+        job_id, action = match.group(1), match.group(2)
+        if action == "retry" and method == "POST":
             return self.retry(environ, user, job_id)
-        if not retry and method in ("GET", "HEAD"):
+        if action == "cancel" and method == "POST":
+            return self.cancel(environ, user, job_id)
+        if action is None and method in ("GET", "HEAD"):
             query = parse_qs(environ.get("QUERY_STRING", ""))
-            return self.job_page(user, job_id, flash=query.get("retried", [""])[0])
+            return self.job_page(user, job_id, flash=_flash(query))
         return self._message(user, 405, "Method not allowed", f"{method} is not used here.")
 
     def jobs_page(self, user: str, query: dict[str, list[str]]) -> Page:
-        """Counts, jobs at risk, and the newest jobs (filtered by status and id prefix)."""
+        """Counts, jobs at risk, and the newest jobs (filtered by status, id prefix and
+        metadata `key=value`)."""
         status = query.get("status", [""])[0]
         status = status if status in {s.value for s in JobStatus} else ""
         prefix = query.get("q", [""])[0].strip().lower()
+        meta_text = query.get("meta", [""])[0].strip()
         error = ""
         if not _ID_PREFIX.match(prefix):
             error, prefix = "A job id is 32 hex digits (0-9, a-f): search by its first few.", ""
+        meta = reads.metadata_filter(meta_text)
+        if meta_text and meta is None:
+            error = "A metadata filter is key=value (the key up to the first =)."
         now = self._clock()
         view = reads.overview(
-            self._redis, self._collector, status=status or None, prefix=prefix, now=now
+            self._redis,
+            self._collector,
+            status=status or None,
+            prefix=prefix,
+            meta=meta,
+            now=now,
         )
         html = self._render(
             "jobs.html",
@@ -219,6 +239,7 @@ class Dashboard:
             statuses=[s.value for s in JobStatus],
             filter_status=status,
             filter_prefix=prefix,
+            filter_meta=meta_text,
             filter_error=error,
             page_rows=reads.PAGE_ROWS,
             window=reads.FILTER_WINDOW,
@@ -228,13 +249,12 @@ class Dashboard:
     def job_page(
         self, user: str, job_id: str, *, flash: str = "", bad: bool = False, status: int = 200
     ) -> Page:
-        """One job: timeline, error, archived video, retry button."""
+        """One job: timeline, error, metadata, archived video, retry and cancel buttons.
+        `flash` is a sentence shown on top (in red when `bad`)."""
         try:
             job = self._store.get(job_id)
         except KeyError:
             return self._message(user, 404, "Not found", f"No job {job_id} (unknown or expired).")
-        if flash and not bad:
-            flash = f"Retried: the job is re-driven from its {flash} step."
         video_url, presign_error = self._video_url(job)
         html = self._render(
             "job.html",
@@ -247,6 +267,8 @@ class Dashboard:
             presign_error=presign_error,
             presign_minutes=PRESIGN_SECONDS // 60,
             can_retry=_can_retry(job),
+            can_cancel=not job.is_final,
+            object_key=archive_key(self._archive_prefix, job.id, job.archive_key),
             csrf=self._csrf.issue(user, self._clock()),
             refresh_seconds=None if job.is_final else REFRESH_SECONDS,
         )
@@ -254,13 +276,9 @@ class Dashboard:
 
     def retry(self, environ: dict[str, Any], user: str, job_id: str) -> Page:
         """Re-drive the job as `lipsync retry` does, for a form carrying a valid token."""
-        form = _form(environ)
-        if form is None:
-            return self._message(user, 413, "Too large", "A retry form is a few bytes.")
-        if not self._csrf.valid(form.get("csrf"), user, self._clock()):
-            logger.warning("Dashboard: a retry of %s without a valid CSRF token refused", job_id)
-            message = "This form is stale or was not sent by the dashboard: reload the job's page."
-            return self._message(user, 403, "Refused", message)
+        refused = self._refused_form(environ, user, job_id, "retry")
+        if refused is not None:
+            return refused
         try:
             step = self._retry(job_id)
         except KeyError:
@@ -269,6 +287,39 @@ class Dashboard:
             return self.job_page(user, job_id, flash=str(e), bad=True, status=409)
         logger.warning("Dashboard: %s retried job %s from its %s step", user, job_id, step)
         return Page(303, "", location=f"{JOBS_PATH}/{job_id}?retried={quote(str(step))}")
+
+    def cancel(self, environ: dict[str, Any], user: str, job_id: str) -> Page:
+        """Cancel the job as `cancel_job` does, for a form carrying a valid token; a job that
+        has ended is left as it is (409, its page says so)."""
+        refused = self._refused_form(environ, user, job_id, "cancel")
+        if refused is not None:
+            return refused
+        try:
+            before = self._store.get(job_id)
+            after = before if before.is_final else self._cancel(job_id)
+        except KeyError:
+            return self._message(user, 404, "Not found", f"No job {job_id} (unknown or expired).")
+        if before.is_final or after.status != JobStatus.CANCELLED:
+            flash = f"Not cancelled: the job had already ended ({after.status})."
+            return self.job_page(user, job_id, flash=flash, bad=True, status=409)
+        logger.warning("Dashboard: %s cancelled job %s (it was %s)", user, job_id, before.status)
+        return Page(303, "", location=f"{JOBS_PATH}/{job_id}?cancelled=1")
+
+    def _refused_form(
+        self, environ: dict[str, Any], user: str, job_id: str, action: str
+    ) -> Page | None:
+        """The answer to a POST whose form is too large or has no valid CSRF token; None
+        when the form may act."""
+        form = _form(environ)
+        if form is None:
+            return self._message(user, 413, "Too large", f"A {action} form is a few bytes.")
+        if not self._csrf.valid(form.get("csrf"), user, self._clock()):
+            logger.warning(
+                "Dashboard: a %s of %s without a valid CSRF token refused", action, job_id
+            )
+            message = "This form is stale or was not sent by the dashboard: reload the job's page."
+            return self._message(user, 403, "Refused", message)
+        return None
 
     def _video_url(self, job: Job) -> tuple[str | None, str]:
         if job.status != JobStatus.ARCHIVED or not job.archive_uri:
@@ -288,8 +339,21 @@ class Dashboard:
         return self._templates.get_template(template).render(**values)
 
 
+def _flash(query: dict[str, list[str]]) -> str:
+    """The sentence a redirect after a retry or a cancel asks the job's page to show."""
+    step = query.get("retried", [""])[0]
+    if step:
+        return f"Retried: the job is re-driven from its {step} step."
+    if query.get("cancelled"):
+        return "Cancelled: the job will not be submitted, polled or archived any more."
+    return ""
+
+
 def _can_retry(job: Job) -> bool:
-    """True when `lipsync retry` would re-drive the job (worker/sweeper.py retry_step)."""
+    """True when `lipsync retry` would re-drive the job (worker/sweeper.py retry_step). A
+    cancelled job is not offered a retry: someone meant it to stop."""
+    if job.status == JobStatus.CANCELLED:
+        return False
     try:
         retry_step(job)
     except ValueError:
@@ -335,7 +399,8 @@ class InternalApp:
 
 def build_internal_app(settings: Settings, retry: Callable[[str], Step]) -> InternalApp:
     """METRICS_PORT's app from settings: /metrics, and the dashboard when DASHBOARD_USER and
-    DASHBOARD_PASSWORD are set. `retry` re-drives a job (worker.tasks.retry_job)."""
+    DASHBOARD_PASSWORD are set. `retry` re-drives a job (worker.tasks.retry_job); the
+    dashboard cancels with worker.api.cancel_job."""
     client = deps.redis_client()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(client))
@@ -348,5 +413,6 @@ def build_internal_app(settings: Settings, retry: Callable[[str], Step]) -> Inte
             password=settings.dashboard_password.reveal(),
             presign=presigner(deps.s3_client(settings.s3_endpoint_url)),
             retry=retry,
+            archive_prefix=settings.archive_prefix,
         )
     return InternalApp(make_wsgi_app(registry), dashboard)

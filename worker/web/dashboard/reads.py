@@ -5,6 +5,7 @@ jobs index with their records in one pipelined round trip. Nothing here scans ev
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import redis
@@ -16,8 +17,8 @@ from worker.store import Job, decode, keys
 
 # Rows of the jobs table: the newest matches.
 PAGE_ROWS = 100
-# The newest ids a filter looks through (ids by prefix in Python, statuses with one pipelined
-# HGET each): a match older than these is not shown, and the page says so.
+# The newest ids a filter looks through (ids by prefix in Python, statuses and metadata with
+# one pipelined HMGET each): a match older than these is not shown, and the page says so.
 FILTER_WINDOW = 2000
 # Jobs at risk listed (their total is counted apart): the soonest deleted first.
 AT_RISK_ROWS = 50
@@ -53,20 +54,54 @@ def _job(job_id: str, raw: object) -> Job | None:
         return None
 
 
+def metadata_filter(text: str) -> tuple[str, str] | None:
+    """`key=value` as (key, value), split at the first "="; None when there is no "=" or
+    no key (a key holding "=" cannot be searched for)."""
+    key, sign, value = text.partition("=")
+    return (key, value) if sign and key else None
+
+
+def has_metadata(raw: object, key: str, value: str) -> bool:
+    """True when a record's `metadata` field (JSON, as stored) maps `key` to `value`."""
+    if not isinstance(raw, bytes | str) or not raw:
+        return False
+    try:
+        metadata = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8: an unreadable record matches nothing
+        return False
+    return isinstance(metadata, dict) and metadata.get(key) == value
+
+
 def matching_ids(
-    client: redis.Redis, status: str | None, prefix: str, window: int = FILTER_WINDOW
+    client: redis.Redis,
+    status: str | None,
+    prefix: str,
+    window: int = FILTER_WINDOW,
+    meta: tuple[str, str] | None = None,
 ) -> tuple[list[str], bool]:
-    """The newest PAGE_ROWS ids (newest first) among the newest `window`, with `prefix` and
-    in `status` (None: any); and whether the window was full (older jobs not looked at)."""
+    """The newest PAGE_ROWS ids (newest first) among the newest `window`, with `prefix`, in
+    `status` (None: any) and whose metadata holds `meta` (key, value) (None: any); and
+    whether the window was full (older jobs not looked at)."""
     raw = client.zrevrange(keys.JOBS_INDEX, 0, window - 1)
     ids = [i.decode() for i in raw if i.decode().startswith(prefix)]
-    if status:
+    if status or meta:
         pipe = client.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(keys.job(job_id), "status")
+            pipe.hmget(keys.job(job_id), "status", "metadata")
         found = pipe.execute(False)
-        ids = [i for i, s in zip(ids, found, strict=True) if s == status.encode()]
+        ids = [
+            job_id
+            for job_id, fields in zip(ids, found, strict=True)
+            if isinstance(fields, list) and _matches(fields, status, meta)
+        ]
     return ids[:PAGE_ROWS], len(raw) == window
+
+
+def _matches(fields: list[object], status: str | None, meta: tuple[str, str] | None) -> bool:
+    """True when a record's [status, metadata] fields pass the filters."""
+    if status and fields[0] != status.encode():
+        return False
+    return meta is None or has_metadata(fields[1], *meta)
 
 
 def overview(
@@ -75,11 +110,12 @@ def overview(
     *,
     status: str | None = None,
     prefix: str = "",
+    meta: tuple[str, str] | None = None,
     now: float,
 ) -> Overview:
     """Counts by status, the jobs at risk (soonest first) and the newest matching jobs."""
     snapshot = collector.read(now)
-    ids, window_full = matching_ids(client, status, prefix)
+    ids, window_full = matching_ids(client, status, prefix, meta=meta)
     # Archived jobs leave the expiry set; what it holds up to a day ahead is at risk.
     risky = client.zrangebyscore(
         keys.EXPIRY, "-inf", now + AT_RISK_SECONDS, start=0, num=AT_RISK_ROWS
@@ -91,5 +127,5 @@ def overview(
         at_risk_total=snapshot.at_risk,
         at_risk=at_risk,
         jobs=[j for j in jobs[len(risky) :] if j],
-        window_full=window_full and bool(status or prefix),
+        window_full=window_full and bool(status or prefix or meta),
     )

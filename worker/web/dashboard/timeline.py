@@ -2,8 +2,8 @@
 
 The record keeps one time per step (created, submitted, completed, archived), the last
 POLL_LOG_ENTRIES polls with Akool's status (`poll_log`), the archive's progress and the
-final error; older polls are only counted. A failed job's failure is dated by its last
-write (`updated_ts`), which is the failing one.
+final error; older polls are only counted. A failed or cancelled job's ending is dated by
+its last write (`updated_ts`), which is the ending one.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def build_timeline(job: Job) -> list[Event]:
         events.append(Event(job.wait_since_ts, "waiting", job.waiting, "error"))
     if job.status == JobStatus.FAILED:
         events.append(Event(job.updated_ts, "failed", job.error or "", "error"))
+    if job.status == JobStatus.CANCELLED:
+        events.append(Event(job.updated_ts, "cancelled", job.error or "", "error"))
     if job.expires_ts is not None and job.status != JobStatus.ARCHIVED:
         events.append(Event(job.expires_ts, "Akool deletes the video", "", "future"))
     return sorted(events, key=lambda e: e.ts)
