@@ -80,6 +80,8 @@ def check_url(name: str, url: str) -> None:
         raise ValueError(
             f"{name} must not contain whitespace or control characters: {_quoted(url)}"
         )
+    if any(_surrogate(c) for c in url):
+        raise ValueError(f"{name} must be valid Unicode (no lone surrogates)")
     parts = _split(url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{name} must be an http(s) URL with a host, got {_quoted(url)}")
@@ -90,6 +92,11 @@ def check_url(name: str, url: str) -> None:
 def _control(char: str) -> bool:
     """C0, DEL and C1 control characters (whitespace other than these is allowed)."""
     return unicodedata.category(char) == "Cc"
+
+
+def _surrogate(char: str) -> bool:
+    """A lone surrogate: no character, and not encodable as UTF-8 for Redis."""
+    return 0xD800 <= ord(char) <= 0xDFFF
 
 
 def check_idempotency_key(key: object) -> str:
@@ -104,6 +111,8 @@ def check_idempotency_key(key: object) -> str:
         )
     if any(_control(c) for c in key):
         raise ValueError("idempotency_key must not contain control characters")
+    if any(_surrogate(c) for c in key):
+        raise ValueError("idempotency_key must be valid Unicode (no lone surrogates)")
     return key
 
 
@@ -131,6 +140,8 @@ def check_metadata(metadata: object) -> dict[str, str]:
                 f"metadata[{_quoted(name)}] is {len(value)} characters long; at most "
                 f"{MAX_METADATA_VALUE_CHARS} are allowed"
             )
+        if any(_surrogate(c) for c in name + value):
+            raise ValueError("metadata must be valid Unicode (no lone surrogates)")
         out[name] = value
     return out
 
@@ -148,7 +159,7 @@ def check_archive_key(key: object) -> str:
         )
     if any(_control(c) for c in key):
         raise ValueError("archive_key must not contain control characters")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in key):
+    if any(_surrogate(c) for c in key):
         raise ValueError("archive_key must be valid Unicode (no lone surrogates)")
     if key.startswith("/"):
         raise ValueError("archive_key must be relative to ARCHIVE_PREFIX (no leading /)")

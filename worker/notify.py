@@ -40,7 +40,9 @@ def encode_on_complete(on_complete: Mapping[str, Any]) -> str:
     if not isinstance(task, str) or not task:
         raise ValueError("on_complete must be a Celery signature, e.g. signature('app.done')")
     try:
-        return json.dumps(dict(on_complete))
+        # Keys sorted: equal signatures are equal text, so a retried submit under an
+        # idempotency key is the same request whatever order the dict was built in.
+        return json.dumps(dict(on_complete), sort_keys=True)
     except (TypeError, ValueError) as e:
         # Messages are JSON only (see celery_app.py): the signature must survive that.
         raise ValueError(f"on_complete must be JSON-serializable ({e})") from None

@@ -425,7 +425,7 @@ for i = 1, n do
     end
   end
 end
-for i = 7 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7 + n))
 local ttl = tonumber(ARGV[1])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
