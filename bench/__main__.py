@@ -48,6 +48,7 @@ from bench import (
     polls,
     report,
     scrape,
+    submit,
     throughput,
 )
 from bench.common import ROOT, Deadline, Section, fmt, versions
@@ -57,6 +58,7 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 # Every part, in the order they run and are listed: cheapest first, budget (~75 min) last.
 PARTS: tuple[ModuleType, ...] = (
     backoff_calls,
+    submit,
     scrape,
     dashboard,
     adaptive,
