@@ -16,6 +16,9 @@ from enum import StrEnum
 QUEUED_STALL_SECONDS = 300.0
 # How far ahead the expiry guard looks: a day leaves time for an operator to act.
 AT_RISK_SECONDS = 24 * 3600
+# The newest jobs a filter over listings looks through (the dashboard's, `lipsync jobs
+# --meta`): a filter reads every record of the window, so it stays one quick round trip.
+FILTER_WINDOW = 2000
 
 
 class JobStatus(StrEnum):

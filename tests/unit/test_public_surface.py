@@ -74,7 +74,7 @@ PROCFILE = {
     "beat": "celery -A worker.celery_app beat --loglevel INFO --schedule .celerybeat-schedule",
     "web": "python -m worker.web",
 }
-COMMANDS = {"submit", "status", "jobs", "url", "retry", "demo"}
+COMMANDS = {"submit", "status", "jobs", "url", "retry", "cancel", "adopt", "demo"}
 
 
 def test_the_four_calls_are_imported_from_the_package_itself() -> None:

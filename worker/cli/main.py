@@ -1,4 +1,5 @@
-"""The `lipsync` command: submit a job, show its status, or run the local demo."""
+"""The `lipsync` command: submit jobs (one, or a CSV file of them), adopt one submitted to
+Akool elsewhere, show or list them, cancel one, or run the local demo."""
 
 from __future__ import annotations
 
@@ -8,28 +9,82 @@ import sys
 from collections.abc import Sequence
 
 from worker import deps
-from worker.api import get_job, submit_lipsync
+from worker.api import archive_akool_job, cancel_job, get_job, submit_lipsync
+from worker.cli.batch import run_batch
 from worker.cli.progress import describe, wait_for
 from worker.clock import wall_clock
 from worker.dev.demo import run_demo
 from worker.errors import ConfigError, LipsyncError
-from worker.status import JobStatus
+from worker.net import escape_controls
+from worker.status import FILTER_WINDOW, JobStatus
 from worker.store import Job
 from worker.sweeper import at_risk
 from worker.tasks import retry_job
 
+# `jobs --meta` looks through as many of the newest jobs as the dashboard's filters do.
+META_WINDOW = FILTER_WINDOW
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def meta_pair(text: str) -> tuple[str, str]:
+    """`--meta NAME=VALUE` as (NAME, VALUE); a usage error without an "="."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text[:80]!r}")
+    return name, value
+
+
+def metadata(pairs: list[tuple[str, str]] | None) -> dict[str, str] | None:
+    """The --meta pairs as a dict (None without any); ValueError for a name given twice."""
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise ValueError(f"--meta {name[:80]!r} is given twice")
+        out[name] = value
+    return out
+
+
+def _contract_flags(command: argparse.ArgumentParser) -> None:
+    """The caller's contract: what `submit` and `adopt` both take."""
+    command.add_argument(
+        "--idempotency-key", metavar="KEY", default=None, help="the same key again: the same job"
+    )
+    command.add_argument(
+        "--meta",
+        action="append",
+        type=meta_pair,
+        metavar="NAME=VALUE",
+        help="metadata carried by the job (repeatable)",
+    )
+    command.add_argument(
+        "--key",
+        dest="archive_key",
+        metavar="PATH",
+        default=None,
+        help="archive the video as ARCHIVE_PREFIX + PATH (default: <job id>.mp4)",
+    )
+    command.add_argument("--wait", action="store_true", help="show progress until it ends")
+    command.add_argument("--timeout", type=float, default=None, help="give up waiting after S s")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lipsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     submit = sub.add_parser("submit", help="enqueue a lip-sync job and print its id")
-    submit.add_argument("video_url")
-    submit.add_argument("audio_url")
+    submit.add_argument("video_url", nargs="?")
+    submit.add_argument("audio_url", nargs="?")
     submit.add_argument("--webhook-url", default=None, help="passed to Akool as webhookUrl")
-    submit.add_argument("--wait", action="store_true", help="show progress until it ends")
-    submit.add_argument("--timeout", type=float, default=None, help="give up waiting after S s")
+    submit.add_argument(
+        "--batch",
+        metavar="FILE.csv",
+        default=None,
+        help="one job per row; columns video_url, audio_url and optionally "
+        "idempotency_key, archive_key, meta.NAME",
+    )
+    _contract_flags(submit)
     status = sub.add_parser("status", help="show a job's record")
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -44,23 +99,79 @@ def _parser() -> argparse.ArgumentParser:
         "--at-risk", action="store_true", help="only jobs whose video Akool deletes within 24 h"
     )
     jobs.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    jobs.add_argument(
+        "--meta",
+        action="append",
+        type=meta_pair,
+        metavar="NAME=VALUE",
+        help=f"only jobs with this metadata (repeatable; among the newest {META_WINDOW})",
+    )
     url = sub.add_parser("url", help="print a presigned download URL of an archived video")
     url.add_argument("job_id")
     url.add_argument("--expires", type=int, default=3600, help="seconds the URL stays valid")
     retry = sub.add_parser("retry", help="re-drive a failed or stuck job from where it stopped")
     retry.add_argument("job_id")
+    cancel = sub.add_parser("cancel", help="cancel a job that has not ended")
+    cancel.add_argument("job_id")
+    adopt = sub.add_parser("adopt", help="archive a job submitted to Akool by other code")
+    adopt.add_argument("akool_id")
+    _contract_flags(adopt)
     demo = sub.add_parser("demo", help="run one job through a private local stack")
     demo.add_argument("--size", type=int, default=None, help="bytes of the simulated video")
     return parser
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    job_id = submit_lipsync(args.video_url, args.audio_url, webhook_url=args.webhook_url)
+    if args.batch is not None:
+        return _cmd_batch(args)
+    if args.video_url is None or args.audio_url is None:
+        raise ValueError("submit needs VIDEO_URL and AUDIO_URL (or --batch FILE.csv)")
+    job_id = submit_lipsync(
+        args.video_url,
+        args.audio_url,
+        webhook_url=args.webhook_url,
+        idempotency_key=args.idempotency_key,
+        metadata=metadata(args.meta),
+        archive_key=args.archive_key,
+    )
+    return _follow(job_id, args)
+
+
+def _follow(job_id: str, args: argparse.Namespace) -> int:
+    """Print the job's id and, with --wait, its progress; the exit of how it ended."""
     print(job_id, flush=True)
     if not args.wait:
         return EXIT_OK
     job = wait_for(job_id, timeout=args.timeout)
     return EXIT_OK if job.status == JobStatus.ARCHIVED else EXIT_FAILED
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    """`submit --batch FILE.csv`: its arguments come from the file (worker/cli/batch.py)."""
+    given = [args.video_url, args.webhook_url, args.idempotency_key, args.meta, args.archive_key]
+    if any(value is not None for value in given):
+        raise ValueError("with --batch, the URLs, keys and metadata come from the file")
+    ok = run_batch(args.batch, wait=args.wait, timeout=args.timeout)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _cmd_adopt(args: argparse.Namespace) -> int:
+    job_id = archive_akool_job(
+        args.akool_id,
+        idempotency_key=args.idempotency_key,
+        metadata=metadata(args.meta),
+        archive_key=args.archive_key,
+    )
+    return _follow(job_id, args)
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    job = cancel_job(args.job_id)
+    if job.status == JobStatus.CANCELLED:
+        print(describe(job))
+        return EXIT_OK
+    print(f"{describe(job)}\n  it had ended already: nothing to cancel")
+    return EXIT_OK if job.is_final else EXIT_FAILED
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -77,19 +188,64 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(
             f", Akool deletes the result at {job.expires_at.isoformat()}" if job.expires_at else ""
         )
+        for line in contract_lines(job):
+            print(f"  {line}")
     return EXIT_OK
+
+
+def contract_lines(job: Job) -> list[str]:
+    """What the caller asked for beyond the URLs: its keys, whether the job was adopted,
+    and its metadata (one `meta.NAME: VALUE` line each, by name). Control characters are
+    escaped: metadata may come from the application's own users, and must not drive the
+    operator's terminal."""
+    lines = []
+    if job.idempotency_key is not None:
+        lines.append(f"idempotency key: {escape_controls(job.idempotency_key)}")
+    if job.archive_key is not None:
+        lines.append(f"archive key: {escape_controls(job.archive_key)}")
+    if job.adopted_ts is not None:
+        lines.append(f"adopted: submitted to Akool by other code (Akool id {job.akool_id})")
+    for name, value in sorted((job.metadata or {}).items()):
+        lines.append(f"meta.{escape_controls(name)}: {escape_controls(value)}")
+    return lines
+
+
+def has_meta(job: Job, pairs: list[tuple[str, str]] | None) -> bool:
+    """True when the job's metadata holds every NAME=VALUE pair (none: any job)."""
+    held = job.metadata or {}
+    return all(name in held and held[name] == value for name, value in pairs or ())
 
 
 def _job_rows(args: argparse.Namespace) -> list[Job]:
     store = deps.job_store()
     if args.at_risk:
-        return at_risk(store, now=wall_clock())[: args.limit]
+        risky = at_risk(store, now=wall_clock())
+        return [job for job in risky if has_meta(job, args.meta)][: args.limit]
+    if args.meta:
+        return _meta_rows(args)
     jobs = []
     for job_id in store.recent_ids(limit=args.limit if not args.status else 10 * args.limit):
         job = store.read(job_id)  # None: expired, or unreadable (logged once)
         if job is not None and (args.status is None or job.status == args.status):
             jobs.append(job)
     return jobs[: args.limit]
+
+
+def _meta_rows(args: argparse.Namespace) -> list[Job]:
+    """`jobs --meta`: the matches among the newest META_WINDOW jobs, read in one round
+    trip; a line on stderr when older jobs were left out."""
+    store = deps.job_store()
+    ids = store.newest(META_WINDOW)
+    if len(ids) == META_WINDOW:
+        print(f"lipsync: looked through the newest {META_WINDOW} jobs only", file=sys.stderr)
+    found = [
+        job
+        for job in store.read_many(ids)
+        if job is not None
+        and (args.status is None or job.status == args.status)
+        and has_meta(job, args.meta)
+    ]
+    return found[: args.limit]
 
 
 def format_table(jobs: list[Job]) -> str:
@@ -149,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "jobs": _cmd_jobs,
         "url": _cmd_url,
         "retry": _cmd_retry,
+        "cancel": _cmd_cancel,
+        "adopt": _cmd_adopt,
         "demo": _cmd_demo,
     }
     try:

@@ -16,6 +16,7 @@ write recreates a record that expired: writes are checked atomically in Lua scri
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -366,6 +367,37 @@ class JobStore:
         """The newest job ids, newest first, dropping ids whose records have expired."""
         ids = [i.decode() for i in self._redis.zrevrange(keys.JOBS_INDEX, 0, limit - 1)]
         return [i for i in ids if self._redis.exists(self._key(i))]
+
+    @translated
+    def newest(self, count: int) -> list[str]:
+        """The ids of the newest `count` jobs of the index, newest first (some may have
+        expired: `read_many` says None for those)."""
+        return [i.decode() for i in self._redis.zrevrange(keys.JOBS_INDEX, 0, count - 1)]
+
+    @translated
+    def statuses(self, job_ids: Sequence[str]) -> list[str | None]:
+        """Each job's status, in one round trip; None for a record gone or not a job's."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self._key(job_id), "status")
+        found = pipe.execute(False)
+        return [s.decode() if isinstance(s, bytes) else None for s in found]
+
+    @translated
+    def read_many(self, job_ids: Sequence[str]) -> list[Job | None]:
+        """The records of `job_ids`, in order, in one round trip; None for one gone or that
+        cannot be read."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self._key(job_id))
+        out: list[Job | None] = []
+        for job_id, raw in zip(job_ids, pipe.execute(False), strict=True):
+            whole = isinstance(raw, dict) and bool(raw)
+            try:
+                out.append(decode(self._key(job_id), raw) if whole else None)
+            except CorruptRecord:
+                out.append(None)
+        return out
 
     @translated
     def try_lock(self, name: str, seconds: float) -> bool:

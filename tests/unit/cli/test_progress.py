@@ -55,3 +55,9 @@ def test_a_failed_job_shows_its_error_not_its_last_wait() -> None:
     failed = job(status="failed", error="gone", wait_on="file", wait_since_ts=1.0, wait_tries=2)
     assert describe(failed) == f"{failed.id}: failed: gone"
     assert failed.waiting is None
+
+
+def test_a_cancelled_job_is_described_with_the_reason() -> None:
+    assert describe(job(status="cancelled", error="cancelled by the application")).endswith(
+        ": cancelled (cancelled by the application)"
+    )

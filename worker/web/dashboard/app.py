@@ -32,7 +32,7 @@ from worker.errors import LipsyncError
 from worker.metrics import FleetCollector
 from worker.names import Step
 from worker.net import ascii_int
-from worker.status import JobStatus
+from worker.status import FILTER_WINDOW, JobStatus
 from worker.store import Job, JobStore, is_job_id
 from worker.sweeper import retry_step
 from worker.web.dashboard import reads
@@ -242,7 +242,7 @@ class Dashboard:
             filter_meta=meta_text,
             filter_error=error,
             page_rows=reads.PAGE_ROWS,
-            window=reads.FILTER_WINDOW,
+            window=FILTER_WINDOW,
         )
         return Page(200, html)
 

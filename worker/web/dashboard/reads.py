@@ -12,14 +12,14 @@ import redis
 
 from worker.errors import CorruptRecord
 from worker.metrics import FleetCollector
-from worker.status import AT_RISK_SECONDS, JobStatus
+from worker.status import AT_RISK_SECONDS, FILTER_WINDOW, JobStatus
 from worker.store import Job, decode, keys
 
 # Rows of the jobs table: the newest matches.
 PAGE_ROWS = 100
-# The newest ids a filter looks through (ids by prefix in Python, statuses and metadata with
-# one pipelined HMGET each): a match older than these is not shown, and the page says so.
-FILTER_WINDOW = 2000
+# A filter looks through the newest FILTER_WINDOW (status) ids (ids by prefix in Python,
+# statuses and metadata with one pipelined HMGET each): a match older than these is not
+# shown, and the page says so.
 # Jobs at risk listed (their total is counted apart): the soonest deleted first.
 AT_RISK_ROWS = 50
 
