@@ -139,8 +139,14 @@ class StreamReader:
         self._check_going()
         try:
             chunk = self._raw.read1(most, decode_content=True)
-        except (Urllib3Error, OSError) as e:
+        except Exception as e:
+            # A cut-off (the rate floor, a cancel, a shutdown) closes the response from
+            # another thread while this read is woken, and http.client may then fail in any
+            # way (an AttributeError on the file object that thread just set to None): that
+            # is the cut-off's error. Anything else unexpected is not ours to rename.
             self._check_going()
+            if not isinstance(e, Urllib3Error | OSError):
+                raise
             raise DownloadError(
                 f"the download broke off after {self.size} bytes", url=self._url
             ) from e

@@ -55,9 +55,11 @@ def _fail_job(job_id: str, error: BaseException) -> None:
     if not isinstance(error, LipsyncError):
         logger.error("Job %s: unexpected error", job_id, exc_info=error)
     message = messages.failure(error)
-    logger.error("Job %s failed: %s", job_id, message)
     if deps.job_store().fail(job_id, message):
+        logger.error("Job %s failed: %s", job_id, message)
         announce_end(job_id)
+    else:  # it ended meanwhile (cancelled, or archived by a twin): nothing fails
+        logger.info("Job %s had ended already; not failed (%s)", job_id, message)
 
 
 def _archive_gave_up(job_id: str, error: BaseException) -> None:

@@ -143,6 +143,36 @@ def test_a_reader_cut_off_fails_with_the_reason() -> None:
         stream.read(100)
 
 
+class ClosedUnderTheRead(Raw):
+    """A read woken by a cut-off from another thread, failing inside http.client as it does
+    when that thread closed the response meanwhile (its file object set to None)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.stream: StreamReader | None = None
+
+    def read1(self, amount: int, decode_content: bool = True) -> bytes:
+        assert self.stream is not None
+        self.stream.cut_off("the job was cancelled")
+        raise AttributeError("'NoneType' object has no attribute 'close'")
+
+
+def test_a_read_failing_in_any_way_after_a_cut_off_fails_with_the_cut_offs_reason() -> None:
+    raw = ClosedUnderTheRead()
+    stream = raw.stream = reader(raw)
+    with pytest.raises(DownloadError, match="the job was cancelled"):
+        stream.read(100)
+
+
+def test_an_unexpected_error_of_a_read_nobody_cut_off_is_not_renamed() -> None:
+    class Broken(Raw):
+        def read1(self, amount: int, decode_content: bool = True) -> bytes:
+            raise AttributeError("a bug")
+
+    with pytest.raises(AttributeError, match="a bug"):
+        reader(Broken([])).read(100)
+
+
 def test_the_watch_cuts_off_a_read_blocked_on_a_silent_host() -> None:
     raw = Raw([b"x" * 10], block=True)
     stream = reader(raw)
