@@ -26,7 +26,7 @@ MAX_LINES = 450
 LEAVES = ("worker.errors", "worker.status", "worker.names", "worker.messages", "worker.clock")
 # Lowest first: a family imports only families before it in this list.
 FAMILIES = ("net", "config", "store", "akool", "waiting")
-ENTRY_POINTS = ("worker.api", "worker.deps", "worker.celery_app", "worker.tasks")
+ENTRY_POINTS = ("worker.api", "worker.aio", "worker.deps", "worker.celery_app", "worker.tasks")
 ENTRY_PACKAGES = ("cli", "web", "dev")
 # Modules that own constants others import on their own: the leaves, and the settings'
 # defaults (named once, in worker/config/settings.py).
