@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from worker.deps import s3_client
@@ -101,9 +102,26 @@ class RedisServer:
         return [binary, str(config), *machine, *local, *self.extra_args]
 
     def start(self) -> RedisServer:
+        """Start it, and return once it serves: a restarted server accepts connections
+        while it loads its AOF, answering LOADING to every command until it has."""
         self.process = Process("redis", self.argv(), self.directory / "redis.log").start()
-        wait_until(lambda: port_open(self.port), START_TIMEOUT_SECONDS, "redis-server")
+        wait_until(self.serving, START_TIMEOUT_SECONDS, "redis-server")
         return self
+
+    def serving(self) -> bool:
+        """True when the server answers PING: a pong, or a refusal for want of a password
+        (it serves; the caller has one). Not while it answers LOADING, or refuses."""
+        if not port_open(self.port):
+            return False
+        client = redis.Redis(port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            return bool(client.ping())
+        except (redis.AuthenticationError, redis.ResponseError):  # NOAUTH: it serves
+            return True
+        except redis.ConnectionError:  # LOADING (BusyLoadingError is one), or refused
+            return False
+        finally:
+            client.close()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
