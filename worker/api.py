@@ -112,18 +112,23 @@ def archive_akool_job(
 def _enqueue(job: Job, due: float, chain_for: Callable[[str], Any]) -> str:
     """Store the new job and enqueue its chain; the existing job's id when a claim names
     it (nothing enqueued). A failed publish fails the job and raises."""
-    store = deps.job_store()
-    job_id = store.insert(job, due=due)
+    job_id = deps.job_store().insert(job, due=due)
     if job_id != job.id:
         logger.info("Job %s answers this request already; nothing new enqueued", job_id)
         return job_id
+    publish(job_id, chain_for)
+    logger.info("Queued job %s", job_id)
+    return job_id
+
+
+def publish(job_id: str, chain_for: Callable[[str], Any]) -> None:
+    """Publish a new job's chain (blocking: kombu's sockets); a failed publish fails the
+    job, saying so, and raises."""
     try:
         chain_for(job_id).apply_async()
     except Exception as e:
-        store.fail(job_id, messages.not_queued(e))
+        deps.job_store().fail(job_id, messages.not_queued(e))
         raise
-    logger.info("Queued job %s", job_id)
-    return job_id
 
 
 def find_job(idempotency_key: str) -> Job:

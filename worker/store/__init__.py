@@ -9,7 +9,7 @@ from worker.store import keys, scripts
 from worker.store.creation import created, creation, with_token
 from worker.store.jobs import Job, JobStore, is_job_id, moving, new_job_id
 from worker.store.outbox import NOTICE_LEASE_SECONDS
-from worker.store.records import decode, poll_log_entries
+from worker.store.records import decode, poll_log_entries, store_error
 
 __all__ = [
     "NOTICE_LEASE_SECONDS",
@@ -25,4 +25,5 @@ __all__ = [
     "creation",
     "with_token",
     "moving",
+    "store_error",
 ]

@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import redis
 
 from worker import messages
-from worker.errors import CorruptRecord, StoreUnavailable
+from worker.errors import CorruptRecord, LipsyncError, StoreUnavailable
 from worker.status import FINAL_STATUSES, JobStatus
 from worker.store import keys
 
@@ -250,22 +250,31 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def store_error(error: redis.RedisError, job_id: str) -> LipsyncError | None:
+    """Ours for one of redis-py's failures (also the asyncio client's): an unreachable
+    Redis is StoreUnavailable (a TransientError); a key of another type where a job record
+    belongs is CorruptRecord. None: not ours to rename (raise it as it is)."""
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return StoreUnavailable(
+            "the job store could not be reached: is Redis running at REDIS_URL?"
+        )
+    if isinstance(error, redis.ResponseError) and "WRONGTYPE" in str(error):
+        return CorruptRecord(keys.job(job_id), "the key holds another type")
+    return None
+
+
 def translated(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn redis-py's failures into ours: an unreachable Redis is StoreUnavailable (a
-    TransientError); a key of another type where a job record belongs is CorruptRecord."""
+    """Turn redis-py's failures into ours (`store_error`) at the store's boundary."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise StoreUnavailable(
-                "the job store could not be reached: is Redis running at REDIS_URL?"
-            ) from e
-        except redis.ResponseError as e:
-            if "WRONGTYPE" not in str(e):
-                raise
+        except redis.RedisError as e:
             job_id = next((a for a in args if isinstance(a, str)), "?")
-            raise CorruptRecord(keys.job(job_id), "the key holds another type") from None
+            ours = store_error(e, job_id)
+            if ours is None:
+                raise
+            raise ours from e
 
     return wrapper
