@@ -208,34 +208,9 @@ class Request:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _common(
-    *,
-    on_complete: Mapping[str, Any] | None,
-    notify_url: str | None,
-    idempotency_key: str | None,
-    metadata: Mapping[str, str] | None,
-    archive_key: str | None,
-) -> dict[str, Any]:
-    """The checked arguments every kind of request takes."""
-    if notify_url is not None:
-        check_url("notify_url", notify_url)
-    return {
-        "fields": {
-            "notify_url": notify_url,
-            "on_complete": encode_on_complete(on_complete) if on_complete is not None else None,
-        },
-        "idempotency_key": None
-        if idempotency_key is None
-        else check_idempotency_key(idempotency_key),
-        "metadata": None if metadata is None else check_metadata(metadata),
-        "archive_key": None if archive_key is None else check_archive_key(archive_key),
-    }
-
-
-def lipsync_request(
-    video_url: str,
-    audio_url: str,
-    webhook_url: str | None = None,
+def _request(
+    kind: str,
+    fields: dict[str, Any],
     *,
     on_complete: Mapping[str, Any] | None = None,
     notify_url: str | None = None,
@@ -243,43 +218,37 @@ def lipsync_request(
     metadata: Mapping[str, str] | None = None,
     archive_key: str | None = None,
 ) -> Request:
-    """`submit_lipsync`'s arguments, checked; ValueError naming the first one refused."""
+    """A request of `kind` with its own checked `fields` and the arguments every kind
+    takes, checked in this order."""
+    if notify_url is not None:
+        check_url("notify_url", notify_url)
+    callback = encode_on_complete(on_complete) if on_complete is not None else None
+    return Request(
+        kind=kind,
+        fields={**fields, "notify_url": notify_url, "on_complete": callback},
+        idempotency_key=None if idempotency_key is None else check_idempotency_key(idempotency_key),
+        metadata=None if metadata is None else check_metadata(metadata),
+        archive_key=None if archive_key is None else check_archive_key(archive_key),
+    )
+
+
+def lipsync_request(
+    video_url: str, audio_url: str, webhook_url: str | None = None, **common: Any
+) -> Request:
+    """`submit_lipsync`'s arguments, checked; ValueError naming the first one refused.
+    `common`: on_complete, notify_url, idempotency_key, metadata, archive_key."""
     check_url("video_url", video_url)
     check_url("audio_url", audio_url)
     if webhook_url is not None:
         check_url("webhook_url", webhook_url)
-    common = _common(
-        on_complete=on_complete,
-        notify_url=notify_url,
-        idempotency_key=idempotency_key,
-        metadata=metadata,
-        archive_key=archive_key,
-    )
     fields = {"video_url": video_url, "audio_url": audio_url, "webhook_url": webhook_url}
-    common["fields"] = {**fields, **common["fields"]}
-    return Request(kind=LIPSYNC, **common)
+    return _request(LIPSYNC, fields, **common)
 
 
-def adoption_request(
-    akool_id: str,
-    *,
-    on_complete: Mapping[str, Any] | None = None,
-    notify_url: str | None = None,
-    idempotency_key: str | None = None,
-    metadata: Mapping[str, str] | None = None,
-    archive_key: str | None = None,
-) -> Request:
-    """`archive_akool_job`'s arguments, checked; ValueError naming the first one refused."""
-    check_akool_id(akool_id)
-    common = _common(
-        on_complete=on_complete,
-        notify_url=notify_url,
-        idempotency_key=idempotency_key,
-        metadata=metadata,
-        archive_key=archive_key,
-    )
-    common["fields"] = {"akool_id": akool_id, **common["fields"]}
-    return Request(kind=ADOPT, **common)
+def adoption_request(akool_id: str, **common: Any) -> Request:
+    """`archive_akool_job`'s arguments, checked; ValueError naming the first one refused.
+    `common` as for `lipsync_request`."""
+    return _request(ADOPT, {"akool_id": check_akool_id(akool_id)}, **common)
 
 
 def _record(request: Request, job_id: str, now: float, **values: Any) -> Job:
