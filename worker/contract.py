@@ -208,7 +208,7 @@ class Request:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _request(
+def request_of(
     kind: str,
     fields: dict[str, Any],
     *,
@@ -242,13 +242,13 @@ def lipsync_request(
     if webhook_url is not None:
         check_url("webhook_url", webhook_url)
     fields = {"video_url": video_url, "audio_url": audio_url, "webhook_url": webhook_url}
-    return _request(LIPSYNC, fields, **common)
+    return request_of(LIPSYNC, fields, **common)
 
 
 def adoption_request(akool_id: str, **common: Any) -> Request:
     """`archive_akool_job`'s arguments, checked; ValueError naming the first one refused.
     `common` as for `lipsync_request`."""
-    return _request(ADOPT, {"akool_id": check_akool_id(akool_id)}, **common)
+    return request_of(ADOPT, {"akool_id": check_akool_id(akool_id)}, **common)
 
 
 def _record(request: Request, job_id: str, now: float, **values: Any) -> Job:

@@ -1,6 +1,7 @@
 """Akool: its HTTP API (client), the fleet's request budget for it (budget), its webhook
 signature and encryption (crypto), and matching its answers and callbacks to our jobs
-(reconcile). What we rely on is written down in docs/akool.md.
+(reconcile), and the table of the kinds of video job it serves (kinds). What we rely on is
+written down in docs/akool.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from worker.akool.crypto import (
     sign,
     signed_callback,
 )
+from worker.akool.kinds import (
+    KINDS,
+    Asset,
+    Kind,
+    kind_for_callback_type,
+)
 from worker.akool.reconcile import (
     WEBHOOK_POLL_OWNER,
     Route,
@@ -37,8 +44,11 @@ from worker.akool.reconcile import (
 __all__ = [
     "AkoolClient",
     "AkoolStatus",
+    "Asset",
     "CODE_NOT_FOUND",
     "HTTP_TOO_MANY_REQUESTS",
+    "KINDS",
+    "Kind",
     "RequestBudget",
     "Route",
     "SlotReserved",
@@ -50,6 +60,7 @@ __all__ = [
     "cipher_for",
     "decrypt_payload",
     "holding_slot",
+    "kind_for_callback_type",
     "read_route",
     "reconcile",
     "sign",

@@ -18,6 +18,9 @@ from typing import Any
 import requests
 
 from worker.akool.budget import RequestBudget
+
+# Named in the table of kinds, which describes every submit; imported here, not copied.
+from worker.akool.kinds import LIPSYNC_PATH
 from worker.config import AKOOL_CONNECT_TIMEOUT_SECONDS, AKOOL_TIMEOUT_SECONDS, Secret
 from worker.errors import (
     AkoolAuthError,
@@ -35,7 +38,6 @@ from worker.net import http_url
 logger = logging.getLogger(__name__)
 
 TOKEN_PATH = "/api/open/v3/getToken"  # noqa: S105 - a path, not a secret
-LIPSYNC_PATH = "/api/open/v3/content/video/lipsync"
 STATUS_PATH = "/api/open/v3/content/video/infobymodelid"
 
 CODE_OK = 1000
