@@ -14,7 +14,11 @@ from worker.api import (
     cancel_job,
     find_job,
     get_job,
+    submit_character_swap,
     submit_lipsync,
+    submit_talking_avatar,
+    submit_talking_photo,
+    submit_video_translation,
     wait_for_job,
 )
 from worker.errors import ArchiveKeyTaken, IdempotencyConflict
@@ -30,6 +34,10 @@ __all__ = [
     "cancel_job",
     "find_job",
     "get_job",
+    "submit_character_swap",
     "submit_lipsync",
+    "submit_talking_avatar",
+    "submit_talking_photo",
+    "submit_video_translation",
     "wait_for_job",
 ]

@@ -13,6 +13,7 @@ from typing import Any
 from worker import deps, messages
 from worker.clock import wall_clock
 from worker.contract import (
+    Request,
     adopted_job,
     adoption_request,
     check_idempotency_key,
@@ -23,6 +24,13 @@ from worker.contract import (
 from worker.status import QUEUED_STALL_SECONDS
 from worker.store import Job, JobStore, new_job_id
 from worker.tasks import adoption_signature, announce_end, pipeline_signature, poll_task_id
+from worker.video_kinds import (
+    DEFAULT_SOURCE_LANGUAGE,
+    character_swap_request,
+    talking_avatar_request,
+    talking_photo_request,
+    video_translation_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +40,11 @@ __all__ = [
     "check_url",
     "find_job",
     "get_job",
+    "submit_character_swap",
     "submit_lipsync",
+    "submit_talking_avatar",
+    "submit_talking_photo",
+    "submit_video_translation",
     "wait_for_job",
 ]
 
@@ -74,9 +86,95 @@ def submit_lipsync(
         metadata=metadata,
         archive_key=archive_key,
     )
+    return _enqueue_kind(request)
+
+
+def submit_talking_photo(
+    photo_url: str,
+    audio_url: str,
+    *,
+    prompt: str | None = None,
+    resolution: str | None = None,
+    **common: Any,
+) -> str:
+    """Enqueue an Akool talking photo (a photo that speaks the audio); return the job's id.
+    `common` is what `submit_lipsync` takes besides its URLs (webhook_url, on_complete,
+    notify_url, idempotency_key, metadata, archive_key), with the same rules; the limits of
+    `prompt` and `resolution` are worker/video_kinds.py's."""
+    request = talking_photo_request(
+        photo_url, audio_url, prompt=prompt, resolution=resolution, **common
+    )
+    return _enqueue_kind(request)
+
+
+def submit_video_translation(
+    video_url: str,
+    language: str,
+    *,
+    source_language: str = DEFAULT_SOURCE_LANGUAGE,
+    lipsync: bool = False,
+    options: Mapping[str, Any] | None = None,
+    **common: Any,
+) -> str:
+    """Enqueue an Akool video translation into `language` (codes, comma-separated); return
+    the job's id. `options`: Akool's other documented fields (TRANSLATION_OPTIONS,
+    video_kinds). `common` as for `submit_talking_photo`."""
+    request = video_translation_request(
+        video_url,
+        language,
+        source_language=source_language,
+        lipsync=lipsync,
+        options=options,
+        **common,
+    )
+    return _enqueue_kind(request)
+
+
+def submit_talking_avatar(
+    elements: list[dict[str, Any]],
+    *,
+    avatar_from: int,
+    width: int | None = None,
+    height: int | None = None,
+    **common: Any,
+) -> str:
+    """Enqueue an Akool talking avatar made of `elements`; return the job's id. `common` as
+    for `submit_talking_photo`."""
+    request = talking_avatar_request(
+        elements, avatar_from=avatar_from, width=width, height=height, **common
+    )
+    return _enqueue_kind(request)
+
+
+def submit_character_swap(
+    image_url: str,
+    video_url: str,
+    *,
+    mode: str = "animate",
+    resolution: str | None = None,
+    duration: float | None = None,
+    prompt: str | None = None,
+    **common: Any,
+) -> str:
+    """Enqueue an Akool character swap (the image's character into the video); return the
+    job's id. `common` as for `submit_talking_photo`."""
+    request = character_swap_request(
+        image_url,
+        video_url,
+        mode=mode,
+        resolution=resolution,
+        duration=duration,
+        prompt=prompt,
+        **common,
+    )
+    return _enqueue_kind(request)
+
+
+def _enqueue_kind(request: Request) -> str:
+    """Store and enqueue a checked request of any kind. A queued job may wait behind a
+    long queue; the sweeper looks at it only after QUEUED_STALL_SECONDS."""
     now = wall_clock()
     job = queued_job(request, new_job_id(), now=now)
-    # A queued job may wait behind a long queue; the sweeper looks at it only after this.
     return _enqueue(job, now + QUEUED_STALL_SECONDS, pipeline_signature)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from worker.config import AKOOL_FILE_LIFETIME_SECONDS
+from worker.names import LIPSYNC_KIND
 from worker.net import MAX_URL_CHARS, unsafe_char
 from worker.notify import encode_on_complete
 from worker.status import JobStatus
@@ -41,8 +42,9 @@ _AKOOL_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 # A job's own object key (`<job id>.mp4`): no caller's archive_key may take one.
 _JOB_OBJECT = re.compile(r"^[0-9a-f]{32}\.mp4$")
 
-LIPSYNC = "lipsync"
 ADOPT = "adopt"
+# The kind of an adopted job: Akool's lookup does not say what kind of video it is.
+UNKNOWN_KIND = "unknown"
 
 
 def _quoted(value: str) -> str:
@@ -242,7 +244,7 @@ def lipsync_request(
     if webhook_url is not None:
         check_url("webhook_url", webhook_url)
     fields = {"video_url": video_url, "audio_url": audio_url, "webhook_url": webhook_url}
-    return request_of(LIPSYNC, fields, **common)
+    return request_of(LIPSYNC_KIND, fields, **common)
 
 
 def adoption_request(akool_id: str, **common: Any) -> Request:
@@ -266,8 +268,12 @@ def _record(request: Request, job_id: str, now: float, **values: Any) -> Job:
 
 
 def queued_job(request: Request, job_id: str, *, now: float) -> Job:
-    """The record of a new lip-sync job for `request`: queued, to be submitted."""
-    return _record(request, job_id, now, status=JobStatus.QUEUED)
+    """The record of a new job for `request` (lip-sync, or another kind whose Akool body
+    its fields hold): queued, to be submitted."""
+    if request.kind == LIPSYNC_KIND:
+        return _record(request, job_id, now, status=JobStatus.QUEUED, kind=LIPSYNC_KIND)
+    no_urls = {"video_url": "", "audio_url": ""}
+    return _record(request, job_id, now, status=JobStatus.QUEUED, kind=request.kind, **no_urls)
 
 
 def adopted_job(
@@ -286,6 +292,7 @@ def adopted_job(
         audio_url="",
         submitted_ts=now,
         adopted_ts=now,
+        kind=UNKNOWN_KIND,
         expires_ts=now + AKOOL_FILE_LIFETIME_SECONDS,
         poll_deadline_ts=now + poll_timeout,
         poll_owner=poll_owner,

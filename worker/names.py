@@ -39,4 +39,8 @@ class Step(StrEnum):
     ARCHIVE = "archive"
 
 
+# The kind of Akool video job every record of an earlier release is (worker/akool/kinds.py
+# has a row per kind): it is sent with its video and audio URLs, any other with its body.
+LIPSYNC_KIND = "lipsync"
+
 MiB = 1024 * 1024

@@ -47,6 +47,7 @@ from worker.errors import (
     VideoLost,
     WaitingOnAkool,
 )
+from worker.names import LIPSYNC_KIND
 from worker.status import JobStatus, Wait
 from worker.store import Job, JobStore
 from worker.waiting import next_poll_delay, proof, submit_stall_seconds, waiting_poll_delay
@@ -190,10 +191,11 @@ def _send_submit(
     claim: SubmitClaim,
     clock: Clock,
 ) -> str:
+    webhook = webhook_for(job, settings)
     try:
-        return client.submit(
-            job.video_url, job.audio_url, webhook_for(job, settings), before_send=claim.take
-        )
+        if job.kind == LIPSYNC_KIND or job.body is None:
+            return client.submit(job.video_url, job.audio_url, webhook, before_send=claim.take)
+        return client.submit_kind(job.kind, job.body, webhook, before_send=claim.take)
     except AkoolRateLimited:
         claim.release()  # the fleet's budget refused: nothing was sent, nothing to wait on
         raise

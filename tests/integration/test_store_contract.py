@@ -269,3 +269,27 @@ def test_a_job_record_with_metadata_reads_back_equal(store: JobStore) -> None:
     assert job.archive_key == "x/y.mp4"
     assert job.to_dict()["metadata"] == {"customer": "Zoë", "order": "17"}
     assert "request_digest" not in job.to_dict()
+
+
+def test_a_job_of_another_kind_reads_back_with_its_kind_and_akool_body(store: JobStore) -> None:
+    from worker.video_kinds import character_swap_request
+
+    request = character_swap_request(
+        "https://v.example/face.png", VIDEO, duration=12, idempotency_key="swap-1"
+    )
+    job_id = store.insert(contract.queued_job(request, new_job_id(), now=1000.0), due=1300.0)
+    job = store.get(job_id)
+    assert job.kind == "character_swap"
+    assert job.body == {
+        "image": "https://v.example/face.png",
+        "video": VIDEO,
+        "duration": 12,
+        "mode": "animate",
+    }
+    assert (job.video_url, job.audio_url) == ("", "")
+
+
+def test_a_record_without_a_kind_is_a_lipsync_job(store: JobStore, client: redis.Redis) -> None:
+    job_id = insert(store)
+    client.hdel(keys.job(job_id), "kind")  # as every record of an earlier release
+    assert store.get(job_id).kind == "lipsync"

@@ -138,6 +138,8 @@ class FakeClient:
         self.unsent_errors = list(unsent_errors or [])
         self.statuses = list(statuses or [])
         self.submits: list[tuple[str, str, str | None]] = []
+        # Submits of the other kinds: (kind, body, webhook URL).
+        self.kind_submits: list[tuple[str, dict[str, Any], str | None]] = []
         self.polls: list[str] = []
         self.bookings: list[float] = []
         # How far ahead the request budget's next free slot is (0: no queue).
@@ -156,6 +158,21 @@ class FakeClient:
         if before_send is not None:
             before_send()  # as the real client does, right before the POST leaves
         self.submits.append((video_url, audio_url, webhook_url))
+        if self.submit_errors:
+            raise self.submit_errors.pop(0)
+        return self.akool_id
+
+    def submit_kind(
+        self,
+        kind: str,
+        body: Any,
+        webhook_url: str | None = None,
+        *,
+        before_send: Callable[[], None] | None = None,
+    ) -> str:
+        if before_send is not None:
+            before_send()
+        self.kind_submits.append((kind, dict(body), webhook_url))
         if self.submit_errors:
             raise self.submit_errors.pop(0)
         return self.akool_id

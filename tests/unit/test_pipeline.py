@@ -85,6 +85,19 @@ def test_submit_sends_once_and_records_the_akool_id_and_deadlines(store: FakeSto
     assert record.submit_claimed_ts is not None
 
 
+def test_a_job_of_another_kind_is_sent_with_its_own_body_and_recorded_alike(
+    store: FakeStore,
+) -> None:
+    body = {"talking_photo_url": "https://cdn.example/p.png", "audio_url": AUDIO}
+    job = store.add(kind="talking_photo", body=body, video_url="", audio_url="")
+    client = FakeClient(akool_id="akool-tp")
+    assert submit(store, client, job.id, now=NOW) == "akool-tp"
+    assert client.submits == []
+    assert client.kind_submits == [("talking_photo", body, None)]
+    record = store.get(job.id)
+    assert (record.status, record.akool_id) == (JobStatus.SUBMITTED, "akool-tp")
+
+
 def test_a_repeated_submit_task_does_nothing_and_stops_its_chain(store: FakeStore) -> None:
     job = store.add()
     client = FakeClient(akool_id="akool-7")

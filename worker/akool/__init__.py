@@ -7,6 +7,7 @@ written down in docs/akool.md.
 from __future__ import annotations
 
 from worker.akool import reconcile
+from worker.akool.answers import AkoolStatus
 from worker.akool.budget import (
     RequestBudget,
     SlotReserved,
@@ -16,7 +17,6 @@ from worker.akool.client import (
     CODE_NOT_FOUND,
     HTTP_TOO_MANY_REQUESTS,
     AkoolClient,
-    AkoolStatus,
 )
 from worker.akool.crypto import (
     cipher_for,

@@ -12,20 +12,23 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from worker.akool.answers import (
+    AkoolStatus,
+    parse_status,
+    require_id,
+)
 from worker.akool.budget import RequestBudget
 
 # Named in the table of kinds, which describes every submit; imported here, not copied.
-from worker.akool.kinds import LIPSYNC_PATH
+from worker.akool.kinds import KINDS, LIPSYNC_PATH
 from worker.config import AKOOL_CONNECT_TIMEOUT_SECONDS, AKOOL_TIMEOUT_SECONDS, Secret
 from worker.errors import (
     AkoolAuthError,
     AkoolBusy,
-    AkoolDoneWithoutUrl,
     AkoolError,
     AkoolPermanentError,
     AkoolRateLimited,
@@ -33,7 +36,6 @@ from worker.errors import (
     AkoolTransientError,
     LipsyncError,
 )
-from worker.net import http_url
 
 logger = logging.getLogger(__name__)
 
@@ -89,27 +91,9 @@ MAX_RETRY_AFTER_SECONDS = 600.0
 # HTTP-date is ignored: it depends on clocks agreeing, and Akool is not known to send one.
 _RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?")
 
-STATUS_QUEUED, STATUS_PROCESSING, STATUS_COMPLETED, STATUS_FAILED = 1, 2, 3, 4
 # Akool's answers that ask the whole fleet to slow down (its rate is cut, see ratelimit.py).
 CODE_TOO_FREQUENT = 1005
 HTTP_TOO_MANY_REQUESTS = 429
-
-
-@dataclass(frozen=True)
-class AkoolStatus:
-    """What a poll says about one Akool job."""
-
-    akool_id: str
-    status: int
-    video_url: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status == STATUS_COMPLETED
-
-    @property
-    def failed(self) -> bool:
-        return self.status == STATUS_FAILED
 
 
 def error_for_code(code: int, msg: str, *, url: str | None = None) -> AkoolError:
@@ -185,7 +169,24 @@ class AkoolClient:
         if webhook_url:
             body["webhookUrl"] = webhook_url
         data = self._call("POST", LIPSYNC_PATH, json=body, before_send=before_send)
-        return _require_id(data, self.base_url + LIPSYNC_PATH)
+        return require_id(data, self.base_url + LIPSYNC_PATH)
+
+    def submit_kind(
+        self,
+        kind: str,
+        body: Mapping[str, Any],
+        webhook_url: str | None = None,
+        *,
+        before_send: Callable[[], None] | None = None,
+    ) -> str:
+        """Create a job of another kind (worker/akool/kinds.py) from its Akool `body`, with
+        `webhook_url` in the kind's own webhook field; return Akool's `_id`, as `submit`."""
+        row = KINDS[kind]
+        sent = dict(body)
+        if webhook_url:
+            sent[row.webhook_field] = webhook_url
+        data = self._call("POST", row.submit_path, json=sent, before_send=before_send)
+        return require_id(data, self.base_url + row.submit_path)
 
     def status(self, akool_id: str) -> AkoolStatus:
         """Poll one job: its video_status and, once completed, the result URL."""
@@ -320,7 +321,12 @@ class AkoolClient:
             raise AkoolTransientError(f"request to Akool at {url} failed", url=url) from e
 
 
-ENDPOINT_NAMES = {TOKEN_PATH: "token", LIPSYNC_PATH: "submit", STATUS_PATH: "status"}
+# Every kind's submit is counted as a submit: the label's values stay few.
+ENDPOINT_NAMES = {
+    TOKEN_PATH: "token",
+    STATUS_PATH: "status",
+    **{kind.submit_path: "submit" for kind in KINDS.values()},
+}
 
 
 def _outcome(error: AkoolError) -> str:
@@ -407,42 +413,3 @@ def parse_envelope(
         )
     assert isinstance(envelope, dict)
     return envelope
-
-
-def _require_id(data: Any, url: str) -> str:
-    akool_id = data.get("_id") if isinstance(data, Mapping) else None
-    if not isinstance(akool_id, str) or not akool_id.strip() or len(akool_id) > 200:
-        raise AkoolPermanentError(
-            "Akool accepted the submit but its answer carried no job id (_id)", url=url
-        )
-    return akool_id
-
-
-def _unusable(video: Any) -> str:
-    """Why a completed answer's `video` is no URL, naming only its type (the text came from
-    the network)."""
-    if video is None:
-        return "missing"
-    if isinstance(video, str) and not video.strip():
-        return "empty"
-    return f"a {type(video).__name__} that is not an http(s) URL with a host"
-
-
-def parse_status(akool_id: str, data: Any, url: str) -> AkoolStatus:
-    """Turn a poll's `data` into an AkoolStatus; a malformed one is transient."""
-    status = data.get("video_status") if isinstance(data, Mapping) else None
-    if isinstance(status, str) and status in ("1", "2", "3", "4"):
-        status = int(status)
-    if not isinstance(status, int) or isinstance(status, bool) or status not in (1, 2, 3, 4):
-        raise AkoolTransientError(
-            f"Akool's status answer had no valid video_status ({status!r:.40})", url=url
-        )
-    video = data.get("video") if isinstance(data, Mapping) else None
-    video_url = http_url(video)
-    if status == STATUS_COMPLETED and video_url is None:
-        raise AkoolDoneWithoutUrl(
-            f"Akool reports the job completed but gives no usable video URL (its video is "
-            f"{_unusable(video)})",
-            url=url,
-        )
-    return AkoolStatus(akool_id=akool_id, status=status, video_url=video_url)

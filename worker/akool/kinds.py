@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from worker.names import LIPSYNC_KIND
+
 # The lip-sync submit: the client sends it, and its row below names it.
 LIPSYNC_PATH = "/api/open/v3/content/video/lipsync"
 
@@ -67,7 +69,7 @@ _MP4 = "video/mp4"
 
 _ROWS = (
     Kind(
-        name="lipsync",
+        name=LIPSYNC_KIND,
         submit_path=LIPSYNC_PATH,
         required=("video_url", "audio_url"),
         optional=(),

@@ -20,6 +20,7 @@ import redis
 
 from worker import messages
 from worker.errors import CorruptRecord, LipsyncError, StoreUnavailable
+from worker.names import LIPSYNC_KIND
 from worker.status import FINAL_STATUSES, JobStatus
 from worker.store import keys
 
@@ -116,6 +117,12 @@ class Job:
     # When the job was adopted (`archive_akool_job`): submitted by other code, never by us.
     # Such a job has no video_url or audio_url ("").
     adopted_ts: float | None = None
+    # The kind of Akool video job (worker/akool/kinds.py): "lipsync" (also every record of an
+    # earlier release), another kind's name, or "unknown" for an adopted job (Akool's lookup
+    # does not say). A kind other than lip-sync keeps its Akool body, exactly as it is
+    # submitted (without the webhook field), in `body`, and has no video_url or audio_url.
+    kind: str = LIPSYNC_KIND
+    body: dict[str, Any] | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -191,7 +198,8 @@ def decode(key: str, raw: dict[bytes, bytes]) -> Job:
         values = _decode(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise CorruptRecord(key, f"a field does not parse ({type(e).__name__})") from None
-    if "adopted_ts" in values:  # submitted by other code: no URLs of ours
+    if "adopted_ts" in values or values.get("kind", LIPSYNC_KIND) != LIPSYNC_KIND:
+        # Submitted by other code, or of a kind whose inputs are in its body: no such URLs.
         values.setdefault("video_url", "")
         values.setdefault("audio_url", "")
     missing = [name for name in REQUIRED_FIELDS if name not in values]
@@ -214,6 +222,8 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
             out[name] = JobStatus(text)
         elif name == "metadata":
             out[name] = _metadata(text)
+        elif name == "body":
+            out[name] = _body(text)
         else:
             out[name] = text
     return out
@@ -226,6 +236,14 @@ def _metadata(text: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise ValueError("metadata is not a dict of strings")
+    return value
+
+
+def _body(text: str) -> dict[str, Any]:
+    """A kind's Akool body as a record holds it (JSON); ValueError when it is not a dict."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("body is not a JSON object")
     return value
 
 

@@ -20,7 +20,7 @@ from worker.akool import KINDS, AkoolClient, Kind, kind_for_callback_type
 from worker.akool.client import LIPSYNC_PATH
 from worker.akool.kinds import MAX_CALLBACK_TYPE_CHARS, callback_key
 from worker.config.settings import Secret
-from worker.contract import LIPSYNC
+from worker.names import LIPSYNC_KIND as LIPSYNC
 
 NAMES = ("lipsync", "talking_photo", "video_translation", "talking_avatar", "character_swap")
 DOCUMENTED_TYPES = {
