@@ -1,4 +1,6 @@
-"""Akool's webhook callbacks, as the simulator sends them to a job's ``webhookUrl``.
+"""Akool's webhook callbacks, as the simulator sends them to a job's webhook URL (named by
+its kind's field: ``webhookUrl``, or ``webhookurl`` for character swap). The payload's
+``type`` is the kind's (``kinds.SimKind.callback_type``).
 
 One daemon thread per job (``start_callbacks``, called when a submit creates the job) sends
 a status 2 callback at once when ``sim_webhook_progress=1``, then the final status once
@@ -21,6 +23,7 @@ from urllib.parse import urlsplit
 
 from worker.akool import signed_callback
 from worker.clock import wall_clock_ms
+from worker.dev.simulator.kinds import KINDS
 from worker.dev.simulator.state import SimJob, SimState
 from worker.errors import WebhookKeyError
 
@@ -57,7 +60,7 @@ def callback_body(state: SimState, job: SimJob, status: int) -> bytes | None:
     payload = {
         "_id": job.job_id,
         "status": status,
-        "type": "lipsync",
+        "type": KINDS[job.kind].callback_type,
         "url": state.file_url(job) if status == 3 else "",
     }
     config = state.config

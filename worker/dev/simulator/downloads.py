@@ -6,6 +6,9 @@ for the first ``sim_file_times`` downloads), a dead link (one of the first
 (``sim_file_delay``), streamed slowly (``sim_file_rate`` bytes a second, for the first
 ``sim_file_rate_times`` downloads) or cut off halfway (``sim_truncate_times``); otherwise
 the job's generated content (see ``content``) is streamed in chunks.
+
+A video translation's extra result files are served at ``/assets/<id>/<name>`` (see
+``kinds.ASSET_FILES``), whole and without scripted faults.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.dev.simulator.content import generate_content
+from worker.dev.simulator.content import ASSET_TYPES, asset_content, generate_content
 from worker.dev.simulator.http_base import SimHTTPHandler
+from worker.dev.simulator.kinds import ASSET_FILES, KINDS
 from worker.dev.simulator.scenario import within
 from worker.dev.simulator.state import SimJob
 
@@ -53,6 +57,28 @@ class DownloadHandler(SimHTTPHandler):
             return
         rate = job.scenario.file_rate if within(count, job.scenario.file_rate_times) else None
         self._stream_file(job, truncate=count <= job.scenario.truncate_times, rate=rate)
+
+    def _handle_asset(self, job_id: str, name: str) -> None:
+        """GET /assets/<id>/<name>: one of the job's extra result files, if its kind has it."""
+        job = self.state.get_job(job_id)
+        fields = KINDS[job.kind].assets if job is not None else ()
+        if job is None or name not in {ASSET_FILES[f] for f in fields}:
+            self._send_bytes(404, b"not found", "text/plain")
+            return
+        with self.state.lock:
+            self.state.asset_downloads += 1
+        content_type = ASSET_TYPES[name[name.rindex(".") :]]
+        size = job.size
+        if name.endswith(".srt"):
+            self._send_bytes(200, b"".join(asset_content(job_id, name, size)), content_type)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        for chunk in asset_content(job_id, name, size):
+            self.wfile.write(chunk)
+        self.wfile.flush()
 
     def _send_redirect(self, location: str) -> None:
         """Answer 302 to ``location``, with an empty body."""

@@ -1,9 +1,11 @@
 """The simulator's request handler: Akool's endpoints and the ``/_sim`` test controls.
 
-``SimulatorHandler`` dispatches each request by path: getToken, the lip-sync submit and the
-status poll (authorised by bearer token or x-api-key, rate limited on demand, each answering
-what the job's scenario scripts), the video downloads (see ``downloads``) and the controls
-under ``/_sim`` (stats, one job, reset, reset-window, token revocation, rate limit).
+``SimulatorHandler`` dispatches each request by path: getToken, each kind's submit (see
+``kinds``: lip-sync, talking photo, video translation, talking avatar, character swap) and
+the shared status poll (authorised by bearer token or x-api-key, rate limited on demand,
+each answering what the job's scenario scripts), the video and extra-file downloads (see
+``downloads``) and the controls under ``/_sim`` (stats, one job, reset, reset-window, token
+revocation, rate limit).
 """
 
 from __future__ import annotations
@@ -11,22 +13,44 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from worker.dev.simulator.callbacks import start_callbacks
 from worker.dev.simulator.downloads import DownloadHandler
+from worker.dev.simulator.kinds import (
+    KINDS,
+    KINDS_BY_PATH,
+    LIPSYNC,
+    SimKind,
+    body_ok,
+    primary_url,
+    webhook_url,
+)
 from worker.dev.simulator.scenario import Scenario, parse_scenario, within
 from worker.dev.simulator.state import SimJob
 
 GET_AUTH_PATH = "/api/open/v3/getToken"
-SUBMIT_PATH = "/api/open/v3/content/video/lipsync"
+SUBMIT_PATH = KINDS[LIPSYNC].path
 POLL_PATH = "/api/open/v3/content/video/infobymodelid"
-API_PATHS = (GET_AUTH_PATH, SUBMIT_PATH, POLL_PATH)
+API_PATHS = (GET_AUTH_PATH, *KINDS_BY_PATH, POLL_PATH)
 MSG_BAD_AUTH = "Invalid authorization or The request token has expired"
 MSG_EMPTY_AUTH = "Authorization cannot be empty"
 MSG_TOO_FREQUENT = "requests are being made too frequently"
 CODE_TOO_FREQUENT = 1005
+CODE_PARAMETER_ERROR = 1003
+MSG_PARAMETER_ERROR = "Parameter error or Parameter can not be empty"
+
+
+@dataclass(frozen=True)
+class _Submit:
+    """A valid submit of any kind: what its job is created from."""
+
+    kind: str
+    video_url: str  # the kind's scripting URL (kinds.primary_url)
+    audio_url: str
+    webhook_url: str | None
 
 
 def _sleep_submit_delay(scenario: Scenario) -> None:
@@ -35,6 +59,15 @@ def _sleep_submit_delay(scenario: Scenario) -> None:
     delay = scenario.submit_delay
     if math.isfinite(delay) and delay > 0:
         time.sleep(delay)
+
+
+def _progress(job: SimJob, status: int) -> int:
+    """A lookup's progress (0-100): 0 while queued, 100 once done, rising in between."""
+    if status == 3:
+        return 100
+    if status == 1:
+        return 0
+    return max(1, min(99, 100 * job.status_polls // (job.scenario.polls + 1)))
 
 
 class SimulatorHandler(DownloadHandler):
@@ -50,6 +83,9 @@ class SimulatorHandler(DownloadHandler):
             return
         if path == POLL_PATH:
             self._handle_poll(parse_qs(parts.query))
+        elif path.startswith("/assets/") and path.count("/") == 3:
+            job_id, _, name = path[len("/assets/") :].partition("/")
+            self._handle_asset(job_id, name)
         elif path.startswith("/files/") and path.endswith(".mp4"):
             version = parse_qs(parts.query).get("v", [""])[-1]
             number = int(version) if version.isdigit() else None
@@ -69,8 +105,8 @@ class SimulatorHandler(DownloadHandler):
             return
         if path == GET_AUTH_PATH:
             self._handle_token(body)
-        elif path == SUBMIT_PATH:
-            self._handle_submit(body)
+        elif path in KINDS_BY_PATH:
+            self._handle_submit(KINDS_BY_PATH[path], body)
         elif path == "/_sim/revoke-tokens":
             self._send_json({"revoked": self.state.revoke_tokens()})
         elif path == "/_sim/reset":
@@ -138,7 +174,7 @@ class SimulatorHandler(DownloadHandler):
         with self.state.lock:
             self.state.token_requests += 1
         if not isinstance(body, dict):
-            self._send_code(1003, "Parameter error or Parameter can not be empty")
+            self._send_code(CODE_PARAMETER_ERROR, MSG_PARAMETER_ERROR)
             return
         config = self.state.config
         if (
@@ -149,42 +185,40 @@ class SimulatorHandler(DownloadHandler):
             return
         self._send_code(1101, MSG_BAD_AUTH)
 
-    def _handle_submit(self, body: Any) -> None:
-        """POST lipsync: validate, apply the submit scenario, create a job."""
+    def _handle_submit(self, kind: SimKind, body: Any) -> None:
+        """POST a kind's submit: validate, apply the submit scenario, create a job."""
         if not self._admitted():
             return
-        fields = body if isinstance(body, dict) else {}
-        video_url, audio_url = fields.get("video_url"), fields.get("audio_url")
-        valid_video = isinstance(video_url, str) and video_url != ""
-        count = self.state.count_submit(video_url if valid_video else None)
-        if not valid_video or not isinstance(audio_url, str) or not audio_url:
-            self._send_code(1003, "Parameter error or Parameter can not be empty")
+        video_url = primary_url(kind, body)
+        count = self.state.count_submit(video_url, kind.name)
+        if video_url is None or not body_ok(kind, body):
+            self._send_code(CODE_PARAMETER_ERROR, MSG_PARAMETER_ERROR)
             return
-        webhook = fields.get("webhookUrl")
-        webhook_url = webhook if isinstance(webhook, str) and webhook else None
-        self._submit_scripted(cast(str, video_url), audio_url, webhook_url, count)
+        audio = str(body.get(kind.audio_field, "")) if kind.audio_field else ""
+        request = _Submit(kind.name, video_url, audio, webhook_url(kind, body))
+        self._submit_scripted(request, count)
 
-    def _submit_scripted(
-        self, video_url: str, audio_url: str, webhook_url: str | None, count: int
-    ) -> None:
-        """Answer a valid submit according to the video_url's scenario."""
-        scenario = parse_scenario(video_url)
+    def _submit_scripted(self, request: _Submit, count: int) -> None:
+        """Answer a valid submit according to its scripting URL's scenario."""
+        scenario = parse_scenario(request.video_url)
         if scenario.submit_http is not None and count <= scenario.submit_http_times:
             if scenario.submit_http_after_create:
-                self._create_job(video_url, audio_url, webhook_url)
+                self._create_job(request)
                 _sleep_submit_delay(scenario)
             self._send_html_error(scenario.submit_http, scenario.retry_after)
             return
         if scenario.submit_code is not None and within(count, scenario.submit_code_times):
             self._send_code(scenario.submit_code, f"simulated error {scenario.submit_code}")
             return
-        job = self._create_job(video_url, audio_url, webhook_url)
+        job = self._create_job(request)
         _sleep_submit_delay(scenario)
         self._send_code(1000, "OK", job.record())
 
-    def _create_job(self, video_url: str, audio_url: str, webhook_url: str | None) -> SimJob:
+    def _create_job(self, request: _Submit) -> SimJob:
         """Create and store the job, and start sending its callbacks."""
-        job = self.state.create_job(video_url, audio_url, webhook_url)
+        job = self.state.create_job(
+            request.video_url, request.audio_url, request.webhook_url, request.kind
+        )
         start_callbacks(self.state, job)
         return job
 
@@ -224,7 +258,21 @@ class SimulatorHandler(DownloadHandler):
             "video": video,
             "create_time": job.create_time,
         }
+        if KINDS[job.kind].detailed:
+            data.update(self._details(job, status))
         self._send_code(1000, "OK", data)
+
+    def _details(self, job: SimJob, status: int) -> dict[str, Any]:
+        """What a detailed kind's lookup adds (video translation): progress, and the extra
+        result files at status 3 or the scripted error at status 4."""
+        details: dict[str, Any] = {"progress": _progress(job, status)}
+        if status == 3:
+            details["audio_splits"] = self.state.asset_urls(job)
+        elif status == 4:
+            details.update(
+                error_code=job.scenario.error_code, error_reason=job.scenario.error_reason
+            )
+        return details
 
     def _result_video(self, job: SimJob) -> str:
         """The `video` of a completed answer: a new result URL, or the scripted bad text."""

@@ -59,6 +59,10 @@ class Scenario:
     webhook: bool = True
     webhook_delay: float = 0.0
     webhook_progress: bool = False
+    # What a failed (status 4) lookup of a kind that reports errors (video translation)
+    # answers as error_code and error_reason; the reason may be any text, even hostile.
+    error_code: int = 1001
+    error_reason: str = "simulated failure"
 
 
 _INT_PARAMS = {
@@ -79,6 +83,7 @@ _INT_PARAMS = {
     "sim_truncate_times": "truncate_times",
     "sim_file_rate": "file_rate",
     "sim_file_rate_times": "file_rate_times",
+    "sim_error_code": "error_code",
 }
 _FLOAT_PARAMS = {
     "sim_seconds": "seconds",
@@ -111,6 +116,9 @@ def parse_scenario(video_url: str) -> Scenario:
         scenario.file = params["sim_file"][-1]
     if "sim_bad_video" in params:
         scenario.bad_video = params["sim_bad_video"][-1]
+    if "sim_error_reason" in params:
+        # Kept as given (control characters, any length): it only travels inside JSON.
+        scenario.error_reason = params["sim_error_reason"][-1]
     for name, attribute in _FLAG_PARAMS.items():
         if name in params:
             setattr(scenario, attribute, params[name][-1] == "1")

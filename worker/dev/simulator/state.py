@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.clock import wall_clock_ms
-from worker.dev.simulator.content import content_sha256
+from worker.dev.simulator.content import asset_sha256, content_sha256
+from worker.dev.simulator.kinds import ASSET_FILES, KINDS, LIPSYNC
 from worker.dev.simulator.scenario import Scenario, parse_scenario
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class SimulatorConfig:
 
 @dataclass
 class SimJob:
-    """One submitted lip-sync job and its counters."""
+    """One submitted job of any kind and its counters (``video_url``: the URL scripting it,
+    see ``kinds.primary_url``; ``audio_url``: "" for a kind without one)."""
 
     job_id: str
     video_url: str
@@ -58,6 +60,7 @@ class SimJob:
     sha256: str | None = None
     # HTTP status of each callback sent to webhookUrl (0: no answer), in order.
     webhook_answers: list[int] = field(default_factory=list)
+    kind: str = LIPSYNC
 
     def status_for(self, status_poll: int) -> int:
         """Status answered by the ``status_poll``-th normal poll (0: not polled yet)."""
@@ -70,18 +73,20 @@ class SimJob:
         return self.scenario.final
 
     def record(self) -> dict[str, Any]:
-        """The job record answered by the submit endpoint."""
-        return {
+        """The job record answered by the submit endpoint, in its kind's spelling."""
+        kind = KINDS[self.kind]
+        record: dict[str, Any] = {
             "_id": self.job_id,
             "video_id": self.video_id,
-            "video_status": 1,
+            kind.submit_status_field: 1,
             "video": "",
             "create_time": self.create_time,
-            "webhookUrl": self.webhook_url or "",
-            "lipsync": True,
-            "task_id": self.task_id,
-            "input_audio": self.audio_url,
+            kind.webhook_field: self.webhook_url or "",
         }
+        if self.kind == LIPSYNC:
+            # Only lip-sync's answer carries these (a task_id the client must not poll with).
+            record.update(lipsync=True, task_id=self.task_id, input_audio=self.audio_url)
+        return record
 
 
 class SimState:
@@ -97,9 +102,13 @@ class SimState:
         self.submits = 0
         self.submits_by_video_url: dict[str, int] = {}
         self.jobs_by_video_url: dict[str, int] = {}
+        self.submits_by_kind: dict[str, int] = {}
+        self.jobs_by_kind: dict[str, int] = {}
         self.polls = 0
         self.token_requests = 0
         self.downloads = 0
+        # Downloads of extra result files (/assets/...), apart from the videos' downloads.
+        self.asset_downloads = 0
         self.rate_limit: int | None = None
         self.webhooks_delivered = 0
         # An outage of the whole API (POST /_sim/outage): until then (self.clock's time),
@@ -127,9 +136,12 @@ class SimState:
             self.submits = 0
             self.submits_by_video_url = {}
             self.jobs_by_video_url = {}
+            self.submits_by_kind = {}
+            self.jobs_by_kind = {}
             self.polls = 0
             self.token_requests = 0
             self.downloads = 0
+            self.asset_downloads = 0
             self.rate_limit = None
             self.webhooks_delivered = 0
             self.outage_until = 0.0
@@ -194,25 +206,33 @@ class SimState:
             self.tokens.clear()
         return count
 
-    def count_submit(self, video_url: str | None) -> int:
-        """Count one authorised submit; return the count for this video_url (0 if none)."""
+    def count_submit(self, video_url: str | None, kind: str = LIPSYNC) -> int:
+        """Count one authorised submit of ``kind``; return the count for this video_url (the
+        kind's scripting URL; 0 if none)."""
         with self.lock:
             self.submits += 1
+            self.submits_by_kind[kind] = self.submits_by_kind.get(kind, 0) + 1
             if video_url is None:
                 return 0
             count = self.submits_by_video_url.get(video_url, 0) + 1
             self.submits_by_video_url[video_url] = count
             return count
 
-    def create_job(self, video_url: str, audio_url: str, webhook_url: str | None) -> SimJob:
-        """Create and store a job scripted by ``video_url``; sending its callbacks is the
-        caller's part (``callbacks.start_callbacks``), so the state starts no thread."""
+    def create_job(
+        self, video_url: str, audio_url: str, webhook_url: str | None, kind: str = LIPSYNC
+    ) -> SimJob:
+        """Create and store a job of ``kind`` scripted by ``video_url``; sending its
+        callbacks is the caller's part (``callbacks.start_callbacks``), so the state starts
+        no thread."""
         scenario = parse_scenario(video_url)
         size = scenario.size if scenario.size is not None else self.config.default_size
-        job = SimJob(secrets.token_hex(12), video_url, audio_url, webhook_url, scenario, size)
+        job = SimJob(
+            secrets.token_hex(12), video_url, audio_url, webhook_url, scenario, size, kind=kind
+        )
         with self.lock:
             self.jobs[job.job_id] = job
             self.jobs_by_video_url[video_url] = self.jobs_by_video_url.get(video_url, 0) + 1
+            self.jobs_by_kind[kind] = self.jobs_by_kind.get(kind, 0) + 1
         logger.info("simulator created job %s", job.job_id)
         return job
 
@@ -223,6 +243,13 @@ class SimState:
             job.urls_given += 1
             version = job.urls_given
         return f"http://{self.file_host}/files/{job.job_id}.mp4?v={version}"
+
+    def asset_urls(self, job: SimJob) -> dict[str, str]:
+        """The URLs of the job's extra result files (its kind's ``assets``), by field."""
+        return {
+            name: f"http://{self.file_host}/assets/{job.job_id}/{ASSET_FILES[name]}"
+            for name in KINDS[job.kind].assets
+        }
 
     def get_job(self, job_id: str) -> SimJob | None:
         """The job with ``job_id``, or None."""
@@ -250,14 +277,22 @@ class SimState:
                 "rate_limited": self.rate_limited,
                 "max_requests_per_second": self.max_requests_per_second,
                 "webhooks_delivered": self.webhooks_delivered,
+                "submits_by_kind": dict(self.submits_by_kind),
+                "jobs_by_kind": dict(self.jobs_by_kind),
+                "asset_downloads": self.asset_downloads,
             }
 
     def job_info(self, job: SimJob) -> dict[str, Any]:
         """Inspection view of a job."""
         digest = self.job_sha256(job)
+        assets = {
+            ASSET_FILES[name]: asset_sha256(job.job_id, ASSET_FILES[name], job.size)
+            for name in KINDS[job.kind].assets
+        }
         with self.lock:
             return {
                 "_id": job.job_id,
+                "kind": job.kind,
                 "video_url": job.video_url,
                 "audio_url": job.audio_url,
                 "webhookUrl": job.webhook_url,
@@ -268,4 +303,6 @@ class SimState:
                 "urls_given": job.urls_given,
                 "status": job.status_for(job.status_polls),
                 "webhook_answers": list(job.webhook_answers),
+                # The sha256 of each extra result file, by its file name.
+                "assets": assets,
             }
