@@ -242,6 +242,7 @@ class Archiver:
         metadata: Mapping[str, str] | None = None,
         on_progress: Callable[[int, int | None], None] | None = None,
         stopped: Callable[[], str | None] | None = None,
+        content_type: str = CONTENT_TYPE,
     ) -> ArchiveResult:
         """Stream `url` into s3://bucket/prefix<job_id>.mp4 (prefix + `name`, the caller's
         archive_key, when given) and return where it went. The caller's `metadata` goes on
@@ -264,7 +265,8 @@ class Archiver:
             )
             floor = RateFloor(self._min_rate, self._rate_window, self._clock)
             with watched(response, reader, floor, stopped):
-                self._upload(reader, key, user_metadata(job_id, akool_id, metadata))
+                meta = user_metadata(job_id, akool_id, metadata)
+                self._upload(reader, key, meta, content_type)
         uri = f"s3://{self.bucket}/{key}"
         logger.info("Archived %s (%d bytes) to %s", job_id, reader.size, uri)
         return ArchiveResult(uri, self.bucket, key, reader.size, reader.digest.hexdigest())
@@ -372,9 +374,9 @@ class Archiver:
                 f"the video is {length} bytes, over ARCHIVE_MAX_BYTES ({self._max})", url=url
             )
 
-    def _extra_args(self, metadata: dict[str, str]) -> dict[str, Any]:
+    def _extra_args(self, metadata: dict[str, str], content_type: str) -> dict[str, Any]:
         """The upload's object settings: type, metadata, and encryption and class if set."""
-        extra: dict[str, Any] = {"ContentType": CONTENT_TYPE, "Metadata": metadata}
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata}
         optional = {
             "ServerSideEncryption": self._sse,
             "SSEKMSKeyId": self._sse_kms_key_id,
@@ -383,8 +385,10 @@ class Archiver:
         extra.update({name: value for name, value in optional.items() if value})
         return extra
 
-    def _upload(self, reader: StreamReader, key: str, metadata: dict[str, str]) -> None:
-        extra = self._extra_args(metadata)
+    def _upload(
+        self, reader: StreamReader, key: str, metadata: dict[str, str], content_type: str
+    ) -> None:
+        extra = self._extra_args(metadata, content_type)
         try:
             self._s3.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra, Config=self._config)
         except ClientError as e:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import NoReturn
 
+from worker.akool import asset_for_field
 from worker.archive import Archiver, ArchiveResult
 from worker.clock import Clock, wall_clock
 from worker.config import ARCHIVE_GONE_GRACE_SECONDS, STALL_SECONDS
@@ -124,6 +125,7 @@ def archive_step(
         return None  # it ended since it was read
     try:
         result = _copy(store, archiver, job, stall=stall, metrics=metrics, clock=clock)
+        assets = _copy_assets(store, archiver, job, stall=stall, clock=clock)
     except ArchiveError as e:
         if _ended(store, archiver, job):
             return None
@@ -138,6 +140,7 @@ def archive_step(
         archived_ts=stamp,
         archive_bytes=result.size,
         archive_progress_bytes=result.size,
+        assets=assets or None,
         **proof.cleared(job),
     )
     if not recorded:
@@ -190,6 +193,41 @@ def _copy(
         lag = clock() - job.completed_ts if job.completed_ts else None
         metrics.archived(result.size, time.monotonic() - started, lag)
     return result
+
+
+def asset_name(job: Job, suffix: str) -> str:
+    """Where an extra result file goes, relative to ARCHIVE_PREFIX: beside the video, under
+    the same key stem (the video's key without its ".mp4"), with the file's own suffix."""
+    stem = job.archive_key or f"{job.id}.mp4"
+    return stem.removesuffix(".mp4") + suffix
+
+
+def _copy_assets(
+    store: JobStore, archiver: Archiver, job: Job, *, stall: float, clock: Clock
+) -> dict[str, str]:
+    """Copy the job's extra result files beside its video (each adopted when already
+    stored); their s3:// URIs by field. A failed copy raises as the video's does: the rules
+    of proof are the same for every file that expires with the video."""
+    uris: dict[str, str] = {}
+    for field, url in sorted((job.asset_urls or {}).items()):
+        asset = asset_for_field(field)
+        if asset is None:
+            continue
+        name = asset_name(job, asset.suffix)
+        done = archiver.existing(job.id, name)
+        if done is None:
+            with _kept_alive(store, job.id, stall, clock) as copying:
+                done = archiver.archive(
+                    job.id,
+                    job.akool_id or "",
+                    url,
+                    name=name,
+                    metadata=job.metadata,
+                    stopped=copying.stopped,
+                    content_type=asset.content_type,
+                )
+        uris[field] = done.uri
+    return uris
 
 
 def _wait_kind(error: ArchiveError) -> Wait:

@@ -31,6 +31,21 @@ CANCELLED = (
     "still use its credit"
 )
 AKOOL_JOB_FAILED = "Akool reported that the lip-sync failed (video_status 4); it gives no reason"
+# At most this much of Akool's own failure reason is quoted in a job's error.
+AKOOL_REASON_CHARS = 300
+
+
+def akool_job_failed(code: int | None, reason: str | None) -> str:
+    """The error of a job Akool failed (video_status 4), quoting its reason where it gives
+    one (`reason` already escaped by the caller: it came off the network), at most
+    AKOOL_REASON_CHARS of it."""
+    if reason is None and code is None:
+        return AKOOL_JOB_FAILED
+    said = reason or "no reason"
+    if len(said) > AKOOL_REASON_CHARS:
+        said = said[:AKOOL_REASON_CHARS] + "..."
+    coded = "" if code is None else f" (error_code {code})"
+    return f"Akool reported that the job failed (video_status 4): {said}{coded}"
 
 
 def submit_maybe_created(error: LipsyncError) -> str:

@@ -48,6 +48,7 @@ from worker.errors import (
     WaitingOnAkool,
 )
 from worker.names import LIPSYNC_KIND
+from worker.net import escape_controls
 from worker.status import JobStatus, Wait
 from worker.store import Job, JobStore
 from worker.waiting import next_poll_delay, proof, submit_stall_seconds, waiting_poll_delay
@@ -309,7 +310,8 @@ def _record_status(
         job = dataclasses.replace(job, poll_deadline_ts=moved)
     if status.failed:
         store.record_poll(job.id, status.status, **values)
-        raise AkoolJobFailed(messages.AKOOL_JOB_FAILED)
+        reason = None if status.error_reason is None else escape_controls(status.error_reason)
+        raise AkoolJobFailed(messages.akool_job_failed(status.error_code, reason))
     if status.done:
         store.record_poll(
             job.id,
@@ -317,6 +319,8 @@ def _record_status(
             due=stamp + stall,
             status=JobStatus.ARCHIVING,
             result_url=status.video_url,
+            # The extra result files of its kind, archived beside the video.
+            asset_urls=dict(status.assets) or None,
             # Seen before when an operator's retry asked for a fresh URL: when it finished.
             completed_ts=job.completed_ts or stamp,
             **values,

@@ -200,6 +200,7 @@ class FakeArchiver:
     ) -> None:
         self.calls: list[tuple[str, str, str]] = []
         self.cleanups: list[str] = []
+        self.content_types: list[str] = []
         self.stored = stored
         self.errors = list(errors or [])
 
@@ -224,7 +225,8 @@ class FakeArchiver:
             raise self.errors.pop(0)
         if on_progress is not None:
             on_progress(1234, 1234)
-        key = f"lipsync/{job_id}.mp4"
+        key = f"lipsync/{options.get('name') or job_id + '.mp4'}"
+        self.content_types.append(options.get("content_type", "video/mp4"))
         return ArchiveResult(f"s3://videos/{key}", "videos", key, 1234, "0" * 64)
 
 

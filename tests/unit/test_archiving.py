@@ -210,3 +210,63 @@ def test_our_own_refusal_of_a_result_url_is_not_a_wait(store: FakeStore) -> None
     with pytest.raises(SourceRefusedError):
         archive(store, FakeArchiver(errors=[refused]), job.id, now=NOW)
     assert store.get(job.id).wait_on is None
+
+
+# --- a kind's extra result files ----------------------------------------------------------------
+
+SRT_URL = "https://cdn.example/out.translated.srt"
+BARE_URL = "https://cdn.example/out.no_caption.mp4"
+
+
+def test_a_translations_extra_files_are_archived_beside_its_video_with_their_types(
+    store: FakeStore,
+) -> None:
+    urls = {"translated_srt_url": SRT_URL, "no_caption_video_url": BARE_URL}
+    job = submitted(
+        store,
+        status=JobStatus.ARCHIVING,
+        result_url=RESULT,
+        kind="video_translation",
+        asset_urls=urls,
+        archive_key="talks/17.mp4",
+    )
+    archiver = FakeArchiver()
+    uri = archive(store, archiver, job.id, now=NOW)
+    assert uri == "s3://videos/lipsync/talks/17.mp4"
+    assert [call[2] for call in archiver.calls] == [RESULT, BARE_URL, SRT_URL]
+    assert archiver.content_types == ["video/mp4", "video/mp4", "application/x-subrip"]
+    assert store.get(job.id).assets == {
+        "no_caption_video_url": "s3://videos/lipsync/talks/17.no_caption.mp4",
+        "translated_srt_url": "s3://videos/lipsync/talks/17.translated.srt",
+    }
+
+
+def test_a_missing_extra_file_makes_the_job_wait_like_a_missing_video(store: FakeStore) -> None:
+    job = submitted(
+        store,
+        status=JobStatus.ARCHIVING,
+        result_url=RESULT,
+        kind="video_translation",
+        asset_urls={"original_srt_url": SRT_URL},
+    )
+    gone = SourceGoneError("the file is gone (HTTP 404 from its host)", url=SRT_URL)
+    archiver = FakeArchiver(errors=[])
+    original = archiver.archive
+
+    def failing_on_the_srt(job_id: str, akool_id: str, url: str, **options: Any) -> ArchiveResult:
+        if url == SRT_URL:
+            raise gone
+        return original(job_id, akool_id, url, **options)
+
+    archiver.archive = failing_on_the_srt  # type: ignore[method-assign]
+    with pytest.raises(WaitingOnArchive):
+        archive(store, archiver, job.id, now=NOW)
+    record = store.get(job.id)
+    assert record.status == JobStatus.ARCHIVING and record.wait_on == Wait.FILE
+
+
+def test_an_answer_that_names_no_extra_file_archives_the_video_alone(store: FakeStore) -> None:
+    job = submitted(store, status=JobStatus.ARCHIVING, result_url=RESULT, kind="video_translation")
+    archiver = FakeArchiver()
+    archive(store, archiver, job.id, now=NOW)
+    assert len(archiver.calls) == 1 and store.get(job.id).assets is None

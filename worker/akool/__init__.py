@@ -28,6 +28,7 @@ from worker.akool.kinds import (
     KINDS,
     Asset,
     Kind,
+    asset_for_field,
     kind_for_callback_type,
 )
 from worker.akool.reconcile import (
@@ -49,6 +50,7 @@ __all__ = [
     "HTTP_TOO_MANY_REQUESTS",
     "KINDS",
     "Kind",
+    "asset_for_field",
     "RequestBudget",
     "Route",
     "SlotReserved",

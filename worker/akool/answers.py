@@ -6,12 +6,15 @@ functions of decoded JSON: the client (worker/akool/client.py) does the HTTP.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from worker.akool.kinds import KINDS
 from worker.errors import AkoolDoneWithoutUrl, AkoolPermanentError, AkoolTransientError
 from worker.net import http_url
 
+# Entries of a list-shaped container of extra files read, at most (it came off the network).
+MAX_SPLITS = 16
 STATUS_QUEUED, STATUS_PROCESSING, STATUS_COMPLETED, STATUS_FAILED = 1, 2, 3, 4
 
 
@@ -22,6 +25,13 @@ class AkoolStatus:
     akool_id: str
     status: int
     video_url: str | None = None
+    # The extra result files the answer names (a kind's `assets`, worker/akool/kinds.py), by
+    # field, each a usable http(s) URL; a file it does not name is simply absent.
+    assets: Mapping[str, str] = field(default_factory=dict)
+    # Why Akool failed it, where it says (video translation at status 4): its text is
+    # Akool's, unchecked; the job's error sentence escapes and bounds it.
+    error_code: int | None = None
+    error_reason: str | None = None
 
     @property
     def done(self) -> bool:
@@ -69,4 +79,39 @@ def parse_status(akool_id: str, data: Any, url: str) -> AkoolStatus:
             f"{_unusable(video)})",
             url=url,
         )
-    return AkoolStatus(akool_id=akool_id, status=status, video_url=video_url)
+    return AkoolStatus(
+        akool_id=akool_id,
+        status=status,
+        video_url=video_url,
+        assets=_assets(data) if status == STATUS_COMPLETED else {},
+        error_code=_error_code(data) if status == STATUS_FAILED else None,
+        error_reason=_error_reason(data) if status == STATUS_FAILED else None,
+    )
+
+
+def _assets(data: Mapping[str, Any]) -> dict[str, str]:
+    """The extra result files a completed answer names, by field: any kind's (the table
+    says where each lives), each only when it is a usable http(s) URL. A container given as
+    a list (one entry per split) is read entry by entry, the first URL of a field winning."""
+    found: dict[str, str] = {}
+    for asset in (asset for kind in KINDS.values() for asset in kind.assets):
+        held = data.get(asset.container)
+        entries = held if isinstance(held, list) else [held]
+        for entry in entries[:MAX_SPLITS]:
+            url = http_url(entry.get(asset.field)) if isinstance(entry, Mapping) else None
+            if url is not None and asset.field not in found:
+                found[asset.field] = url
+    return found
+
+
+def _error_code(data: Mapping[str, Any]) -> int | None:
+    code = data.get("error_code")
+    if isinstance(code, bool) or not isinstance(code, int | str):
+        return None
+    text = str(code).strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+
+
+def _error_reason(data: Mapping[str, Any]) -> str | None:
+    reason = data.get("error_reason")
+    return reason if isinstance(reason, str) and reason.strip() else None

@@ -145,3 +145,11 @@ def kind_for_callback_type(callback_type: str) -> Kind | None:
     if not isinstance(callback_type, str) or len(callback_type) > MAX_CALLBACK_TYPE_CHARS:
         return None
     return _BY_CALLBACK_TYPE.get(callback_key(callback_type))
+
+
+_ASSETS = {asset.field: asset for kind in _ROWS for asset in kind.assets}
+
+
+def asset_for_field(field: str) -> Asset | None:
+    """The extra result file a status answer names by `field`, whatever the kind."""
+    return _ASSETS.get(field)

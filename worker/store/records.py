@@ -123,6 +123,10 @@ class Job:
     # submitted (without the webhook field), in `body`, and has no video_url or audio_url.
     kind: str = LIPSYNC_KIND
     body: dict[str, Any] | None = None
+    # A kind's extra result files (worker/akool/kinds.py `assets`): where Akool serves each,
+    # by its field, once done; and where each was archived (s3:// URIs), once archived.
+    asset_urls: dict[str, str] | None = None
+    assets: dict[str, str] | None = None
 
     @property
     def created_at(self) -> datetime:
@@ -220,7 +224,7 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
             out[name] = int(text)
         elif name == "status":
             out[name] = JobStatus(text)
-        elif name == "metadata":
+        elif name in ("metadata", "asset_urls", "assets"):
             out[name] = _metadata(text)
         elif name == "body":
             out[name] = _body(text)
@@ -230,12 +234,13 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
 
 
 def _metadata(text: str) -> dict[str, str]:
-    """The metadata a record holds (JSON); ValueError when it is not a dict of strings."""
+    """A dict of strings a record holds as JSON (the metadata, the extra files' URLs and
+    URIs); ValueError when it is not one."""
     value = json.loads(text)
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise ValueError("metadata is not a dict of strings")
+        raise ValueError("not a dict of strings")
     return value
 
 
