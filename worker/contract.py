@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from worker.config import AKOOL_FILE_LIFETIME_SECONDS
-from worker.names import LIPSYNC_KIND
+from worker.names import LIPSYNC_KIND, UNKNOWN_KIND
 from worker.net import MAX_URL_CHARS, unsafe_char
 from worker.notify import encode_on_complete
 from worker.status import JobStatus
@@ -43,8 +43,6 @@ _AKOOL_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _JOB_OBJECT = re.compile(r"^[0-9a-f]{32}\.mp4$")
 
 ADOPT = "adopt"
-# The kind of an adopted job: Akool's lookup does not say what kind of video it is.
-UNKNOWN_KIND = "unknown"
 
 
 def _quoted(value: str) -> str:

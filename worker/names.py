@@ -42,5 +42,7 @@ class Step(StrEnum):
 # The kind of Akool video job every record of an earlier release is (worker/akool/kinds.py
 # has a row per kind): it is sent with its video and audio URLs, any other with its body.
 LIPSYNC_KIND = "lipsync"
+# The kind of an adopted job: Akool's lookup does not say what kind of video it is.
+UNKNOWN_KIND = "unknown"
 
 MiB = 1024 * 1024

@@ -44,6 +44,20 @@ def video_url(**sim: Any) -> str:
 
 
 AUDIO_URL = "https://videos.example.com/voice.wav"
+IMAGE_URL = "https://images.example.com/face.png"
+
+# Each kind's public submit call, with the URL that scripts the simulator (the kind's primary
+# URL: a video_url(...)) as {script}.
+KIND_CALLS = {
+    "lipsync": "submit_lipsync({script!r}, {audio!r})",
+    "talking_photo": "submit_talking_photo({script!r}, {audio!r}, resolution='720')",
+    "video_translation": "submit_video_translation({script!r}, 'fr', lipsync=True)",
+    "talking_avatar": (
+        "submit_talking_avatar([{{'type': 'image', 'url': {script!r}}}, "
+        "{{'type': 'audio', 'url': {audio!r}}}], avatar_from=3, width=720, height=1280)"
+    ),
+    "character_swap": "submit_character_swap({image!r}, {script!r}, duration=10)",
+}
 
 
 def procfile_worker_env(env: dict[str, str]) -> dict[str, str]:
@@ -119,6 +133,12 @@ class Deployment:
             "print(submit_lipsync(sys.argv[1], sys.argv[2]))"
         )
         return self.python(code, video, audio).strip().splitlines()[-1]
+
+    def submit_kind(self, kind: str, script: str) -> str:
+        """The kind's public submit call (KIND_CALLS) from another Python process, as
+        application code would; `script` is the URL that scripts the simulator."""
+        call = KIND_CALLS[kind].format(script=script, audio=AUDIO_URL, image=IMAGE_URL)
+        return self.python(f"import worker; print(worker.{call})").strip().splitlines()[-1]
 
     def python(self, code: str, *args: str) -> str:
         """Run `code` in another Python process with the deployment's environment; its

@@ -3,6 +3,10 @@
 Every test ends by checking the promises: each job archived exactly once (one complete
 object at its key, byte-exact) or failed with a clear reason; exactly one Akool job created
 per job; no partial object and no pending multipart upload.
+
+The crash, outage and duplicate-submit tests hold for every Akool kind: each runs with
+lip-sync and character swap (`KINDS`), either once per kind or with jobs of both kinds side
+by side, which costs no more time than jobs of one kind.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ FAST = {
     "AKOOL_TIMEOUT_SECONDS": "5",
 }
 RECOVERY_TIMEOUT_SECONDS = 90.0
+# Lip-sync, and the simplest call of another kind (its video URL scripts the simulator).
+KINDS = ("lipsync", "character_swap")
+
+
+def of_kinds(count: int) -> list[str]:
+    """`count` kinds, taking turns through KINDS: jobs of every kind side by side."""
+    return [KINDS[i % len(KINDS)] for i in range(count)]
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -70,10 +81,11 @@ def assert_failed_without_object(deployment: Deployment, job: Job, reason: str) 
 # --- crashes ---------------------------------------------------------------------------
 
 
-def test_worker_killed_between_polls_is_replaced_and_the_job_completes(deploy) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_worker_killed_between_polls_is_replaced_and_the_job_completes(deploy, kind: str) -> None:
     deployment: Deployment = deploy(beat=True, **FAST)
     video = video_url(seconds=6, polls=1)
-    job_id = deployment.submit(video)
+    job_id = deployment.submit_kind(kind, video)
     wait_for(lambda: deployment.store.get(job_id).polls >= 2, "a few polls")
 
     deployment.kill_worker()
@@ -81,7 +93,7 @@ def test_worker_killed_between_polls_is_replaced_and_the_job_completes(deploy) -
 
     job = deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS)
     assert_archived_once(deployment, job, video)
-    assert job.redrives >= 1
+    assert job.redrives >= 1 and job.kind == kind
 
 
 def test_worker_killed_in_the_middle_of_an_archive_leaves_no_partial_object(deploy) -> None:
@@ -104,10 +116,13 @@ def test_worker_killed_in_the_middle_of_an_archive_leaves_no_partial_object(depl
     assert_archived_once(deployment, job, video)
 
 
-def test_worker_killed_while_its_submit_is_in_flight_fails_the_job_saying_so(deploy) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_worker_killed_while_its_submit_is_in_flight_fails_the_job_saying_so(
+    deploy, kind: str
+) -> None:
     deployment: Deployment = deploy(beat=True, **FAST)
     video = video_url(submit_delay=5)
-    job_id = deployment.submit(video)
+    job_id = deployment.submit_kind(kind, video)
     wait_for(lambda: deployment.submits_for(video) == 1, "the submit to reach Akool")
 
     deployment.kill_worker()
@@ -138,7 +153,7 @@ def test_a_poll_deadline_that_passed_while_no_worker_ran_asks_akool_first(deploy
 def test_redis_restart_with_aof_loses_no_job(deploy) -> None:
     deployment: Deployment = deploy(beat=True, **FAST)
     videos = [video_url(seconds=5, polls=1) for _ in range(4)]
-    job_ids = [deployment.submit(v) for v in videos]
+    job_ids = [deployment.submit_kind(k, v) for k, v in zip(of_kinds(4), videos, strict=True)]
     wait_for(lambda: all(deployment.store.get(j).polls >= 1 for j in job_ids), "polling")
 
     deployment.stack.redis.restart()
@@ -151,7 +166,7 @@ def test_redis_restart_with_aof_loses_no_job(deploy) -> None:
 def test_redis_down_for_30_seconds_during_polling_loses_no_chain(deploy) -> None:
     deployment: Deployment = deploy(beat=True, **FAST)
     videos = [video_url(seconds=4, polls=1) for _ in range(3)]
-    job_ids = [deployment.submit(v) for v in videos]
+    job_ids = [deployment.submit_kind(k, v) for k, v in zip(of_kinds(3), videos, strict=True)]
     wait_for(lambda: all(deployment.store.get(j).polls >= 1 for j in job_ids), "polling")
 
     deployment.stack.redis.restart(down_seconds=30)
@@ -193,10 +208,34 @@ def test_bursts_of_1005_429_and_5xx_are_absorbed_without_extra_akool_jobs(deploy
         + [video_url(poll_http=502, poll_http_times=3) for _ in range(3)]
         + [video_url(poll_code=1005, poll_code_times=3) for _ in range(3)]
     )
-    job_ids = [deployment.submit(v) for v in videos]
+    kinds = of_kinds(len(videos))  # each burst's jobs take turns: lip-sync, swap, lip-sync
+    job_ids = [deployment.submit_kind(k, v) for k, v in zip(kinds, videos, strict=True)]
 
     for job_id, video in zip(job_ids, videos, strict=True):
         assert_archived_once(deployment, deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS), video)
+
+
+def test_akool_answering_503_to_everything_while_jobs_poll_delays_every_kind_losing_nothing(
+    deploy,
+) -> None:
+    deployment: Deployment = deploy(**FAST)
+    videos = [video_url(seconds=5, polls=0) for _ in KINDS]
+    job_ids = [deployment.submit_kind(k, v) for k, v in zip(KINDS, videos, strict=True)]
+    wait_for(lambda: all(akool_polls(deployment, j) >= 1 for j in job_ids), "the first polls")
+
+    simulator = deployment.stack.simulator
+    simulator.outage(6)
+    try:  # the session's simulator: the outage ends with the test, whatever happens
+        wait_for(
+            lambda: all("503" in (deployment.store.get(j).waiting or "") for j in job_ids),
+            "every job to say it waits on Akool's 503",
+        )
+        for job_id, video in zip(job_ids, videos, strict=True):
+            job = deployment.wait(job_id, RECOVERY_TIMEOUT_SECONDS)
+            assert_archived_once(deployment, job, video)
+            assert not job.waiting
+    finally:
+        simulator.outage(0)
 
 
 def test_the_fleet_stays_within_its_akool_request_budget(deploy) -> None:

@@ -62,17 +62,20 @@ class Hooked:
     def post(self, body: dict[str, Any]) -> requests.Response:
         return requests.post(self.url, json=body, timeout=10)
 
-    def callback(self, akool_id: str, status: int, **extra: Any) -> dict[str, Any]:
+    def callback(
+        self, akool_id: str, status: int, callback_type: str = "lipsync", **extra: Any
+    ) -> dict[str, Any]:
         """A correctly signed and encrypted callback, as Akool would send it."""
-        payload = {"_id": akool_id, "status": status, "type": "lipsync", "url": ""}
+        payload = {"_id": akool_id, "status": status, "type": callback_type, "url": ""}
         if status == 3:
             payload["url"] = f"{self.sim.base_url}/files/{akool_id}.mp4"
         extra.setdefault("timestamp_ms", wall_clock_ms())
         return signed_callback(payload, CLIENT_ID, CLIENT_SECRET, **extra)
 
-    def submitted(self, video: str) -> tuple[str, str]:
-        """Submit a job; return our id and Akool's once the webhook can find the job."""
-        job_id = self.deployment.submit(video)
+    def submitted(self, video: str, kind: str = "lipsync") -> tuple[str, str]:
+        """Submit a job of `kind` (`video` scripts the simulator); return our id and Akool's
+        once the webhook can find the job."""
+        job_id = self.deployment.submit_kind(kind, video)
         redis = self.deployment.redis
 
         def indexed() -> bool:
@@ -159,6 +162,46 @@ def test_status_4_callback_fails_the_job(hooked: Hooked) -> None:
     assert job.status == "failed"
     assert "video_status 4" in (job.error or "")
     assert hooked.sim_job(job.akool_id or "")["webhook_answers"] == [200]
+
+
+def test_a_talking_photo_is_archived_from_its_callback_without_waiting_for_a_poll(
+    hooked: Hooked,
+) -> None:
+    job_id = hooked.deployment.submit_kind(
+        "talking_photo", video_url(seconds=1, **NEVER_DONE_BY_POLLING)
+    )
+    job = hooked.deployment.wait(job_id)
+
+    assert job.status == "archived", job.error
+    served = hooked.sim_job(job.akool_id or "")
+    assert (served["kind"], job.kind) == ("talking_photo", "talking_photo")
+    assert served["status"] in (1, 2)  # what a poll would still say
+    assert served["webhook_answers"] == [200]  # its callback, of type "talking photo"
+    assert served["downloads"] == 1
+    assert hooked.deployment.stored_sha256(job) == served["sha256"]
+
+
+@pytest.mark.parametrize("callback_type", ["lipsync", "character swap"])
+def test_a_callback_whose_type_is_not_the_jobs_kind_leaves_the_job_as_it_was(
+    hooked: Hooked, callback_type: str
+) -> None:
+    video = video_url(seconds=600, webhook=0, **NEVER_DONE_BY_POLLING)
+    job_id, akool_id = hooked.submitted(video, "talking_photo")
+    before = hooked.deployment.store.get(job_id)
+
+    answer = hooked.post(hooked.callback(akool_id, 3, callback_type))
+
+    assert answer.status_code == 200
+    assert answer.json() == {"ok": True, "outcome": "unknown-job"}
+    after = hooked.deployment.store.get(job_id)
+    assert after.status in (JobStatus.SUBMITTED, JobStatus.PROCESSING)
+    assert (after.result_url, after.poll_owner) == (None, before.poll_owner)
+    assert hooked.sim_job(akool_id)["downloads"] == 0
+    assert f"callback of type {callback_type} for job {job_id}" in hooked.receiver.log_text()
+    # The same news under the job's own type is taken: only the type was wrong.
+    right = hooked.post(hooked.callback(akool_id, 3, "talking photo"))
+    assert right.json() == {"ok": True, "outcome": "archiving"}
+    assert hooked.deployment.wait(job_id).status == "archived"
 
 
 @pytest.mark.parametrize(

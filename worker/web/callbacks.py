@@ -28,7 +28,8 @@ Each submit's webhookUrl also names its job and carries its token (worker/akool/
 a callback can find a job whose submit's answer was lost, which Akool's id cannot. After the
 checks above, the URL's token is compared in constant time with the job's (401 when wrong),
 and a job without an Akool id adopts the callback's: it then archives (3), polls from then
-on (2) or fails (4) like any other.
+on (2) or fails (4) like any other. A callback acts only on a job of the kind its `type`
+names (or an adopted one, of kind "unknown"): see worker/web/callback_kinds.py.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from worker.akool import (
     adoption,
     cipher_for,
     decrypt_payload,
+    kind_for_callback_type,
     read_route,
     sign,
     token_matches,
@@ -66,11 +68,15 @@ from worker.net import ascii_int, escape_controls, http_url
 from worker.status import JobStatus
 from worker.store import Job, JobStore, keys
 from worker.waiting import proof
+from worker.web.callback_kinds import says_more, takes
 
 logger = logging.getLogger(__name__)
 
 # Longer nonces or ids are refused: they end up inside Redis keys.
 MAX_FIELD_CHARS = 256
+# The answer to a callback about no job of ours, or of a kind the job is not (200: Akool
+# has nothing to retry).
+NOT_OURS = "unknown-job"
 
 
 @dataclass(frozen=True)
@@ -267,27 +273,40 @@ class CallbackHandler:
         """
         job_id = self._store.job_for_akool_id(callback.akool_id)
         routed = self._routed_job(callback.route) if callback.route else None
-        if routed is not None and job_id is None and callback.type == "lipsync":
+        kind = kind_for_callback_type(callback.type)
+        if routed is not None and job_id is None and kind is not None:
+            if not takes(routed, kind, callback.type):
+                return NOT_OURS
             return self._adopt(routed, callback, now)
         if routed is not None and job_id not in (None, routed.id):
             logger.warning("Webhook: its URL names job %s, Akool's id job %s", routed.id, job_id)
-        if callback.type != "lipsync" or job_id is None:
+        job = routed if routed is not None and routed.id == job_id else None
+        if kind is not None and job_id is not None and job is None:
+            job = self._store.read(job_id)
+        if kind is None or job is None:
             akool_id = escape_controls(callback.akool_id)
             logger.info("Webhook for Akool job %s is not one of ours", akool_id)
-            return "unknown-job"
-        return self._apply(job_id, callback, now)
+            return NOT_OURS
+        return self._apply(job, callback, now) if takes(job, kind, callback.type) else NOT_OURS
 
-    def _apply(self, job_id: str, callback: Callback, now: float) -> str:
-        """What a callback for a job known by its Akool id does."""
+    def _apply(self, job: Job, callback: Callback, now: float) -> str:
+        """What a callback for a job known by its Akool id does (`job` as just read). A job
+        whose kind has extra result files (or a failure reason) in its lookup answer, which
+        callbacks do not carry, is polled at once instead: the poll reads them."""
+        if callback.status in (3, 4) and says_more(job) and not job.is_final:
+            if self._enqueue_poll is not None:
+                logger.info("Webhook: job %s ended at Akool; polling it for the rest", job.id)
+                self._enqueue_poll(job.id)
+            return "polling"
         if callback.status == 3:
-            return self._completed(job_id, callback, now)
+            return self._completed(job, callback, now)
         if callback.status == 4:
-            return self._failed(job_id)
-        logger.info("Webhook: job %s is at Akool status %s", job_id, callback.status)
+            return self._failed(job.id)
+        logger.info("Webhook: job %s is at Akool status %s", job.id, callback.status)
         return "noted"
 
-    def _completed(self, job_id: str, callback: Callback, now: float) -> str:
-        job = self._store.get(job_id)
+    def _completed(self, job: Job, callback: Callback, now: float) -> str:
+        job_id = job.id
         if job.is_final or job.result_url:
             logger.info("Webhook: job %s already has its result (%s)", job_id, job.status)
             return "already-known"
@@ -336,7 +355,7 @@ class CallbackHandler:
         decision = adopt(job, callback.akool_id)
         if decision == "known":  # its index entry was lost: mend it, go on as usual
             self._store.remember_akool_id(job.id, callback.akool_id)
-            return self._apply(job.id, callback, now)
+            return self._apply(job, callback, now)
         if decision != "adopt" or not self._store.update_without_akool_id(
             job.id, **adoption(job, *_said(callback), self._settings, now)
         ):

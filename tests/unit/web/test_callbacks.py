@@ -317,6 +317,9 @@ class JobsByRoute:
     def get(self, job_id: str) -> Job:
         return self.jobs[job_id]
 
+    def read(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
     def job_for_akool_id(self, akool_id: str) -> str | None:
         return self.index.get(akool_id)
 
