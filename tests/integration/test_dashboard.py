@@ -34,6 +34,7 @@ from worker.status import JobStatus
 from worker.store import keys
 from worker.store.jobs import JobStore, new_job_id
 from worker.store.records import POLL_LOG_ENTRIES, poll_log_entries
+from worker.video_kinds import talking_photo_request
 
 pytestmark = pytest.mark.integration
 
@@ -319,3 +320,35 @@ def test_a_jobs_page_shows_its_callers_metadata_escaped_and_the_list_filters_by_
     assert mine not in listed("client=acme") and other in listed("client=acme")
     assert "A metadata filter is key=value" in dashboard.get("/jobs?meta=client").text
     assert '<option value="cancelled"' in dashboard.get("/jobs").text
+
+
+# --- Akool's video kinds ----------------------------------------------------------------------
+
+
+def test_the_jobs_list_shows_and_filters_by_kind_and_a_jobs_page_shows_its_akool_body(
+    dashboard: Dashboard,
+) -> None:
+    hostile = "<script>alert('prompt')</script>"
+    request = talking_photo_request(video_url(), AUDIO_URL, prompt=hostile)
+    photo = dashboard.deployment.store.insert(
+        queued_job(request, new_job_id(), now=time.time()), due=time.time() + 3600
+    )
+    plain = queued_record(dashboard)
+
+    def listed(**params: str) -> str:
+        return dashboard.get("/jobs", params=params).text.split('id="jobs"')[1]
+
+    everything = listed()
+    assert photo in everything and plain in everything
+    assert '<td class="kind">talking_photo</td>' in everything
+    assert photo in listed(kind="talking_photo") and plain not in listed(kind="talking_photo")
+    assert plain in listed(kind="lipsync") and photo not in listed(kind="lipsync")
+    assert photo not in listed(kind="talking_photo", status="failed")
+    assert plain in listed(kind="no-such-kind")  # an unknown kind filters nothing
+    assert '<option value="character_swap"' in dashboard.get("/jobs").text
+
+    page = dashboard.get(f"/jobs/{photo}").text
+    assert '<span class="status" id="kind">talking_photo</span>' in page
+    body = page.split('<pre id="akool-body">')[1].split("</pre>")[0]
+    assert "talking_photo_url" in body and hostile not in page
+    assert "&lt;script&gt;alert(&#39;prompt&#39;)&lt;/script&gt;" in body

@@ -2,8 +2,11 @@
 
 The file is UTF-8 (a BOM is skipped). Its first line that is not blank is the header: it
 names `video_url` and `audio_url`, and may name `idempotency_key`, `archive_key` and
-`meta.<name>` columns, in any order; any other column is refused. Blank lines are skipped;
-an empty cell is an argument not given. At most MAX_BATCH_ROWS rows.
+`meta.<name>` columns, in any order. With a `kind` column, each row is of its kind (an empty
+cell: lipsync) and the header names any of the kinds' arguments (worker/cli/kinds.py: e.g.
+`photo_url`, `prompt` for talking_photo; `elements` is a JSON cell); a row must give what
+its kind needs and nothing another kind takes. Any other column is refused. Blank lines
+are skipped; an empty cell is an argument not given. At most MAX_BATCH_ROWS rows.
 
 Every row is checked (worker/contract.py) before any is submitted: with one bad row, or two
 rows claiming one idempotency key or archive key for different requests, nothing is. A row
@@ -18,15 +21,17 @@ import dataclasses
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from worker import deps
-from worker.api import find_job, submit_lipsync
+from worker.api import find_job
+from worker.cli.kinds import ARGS, kind_request, read_args, submit_kind
 from worker.cli.progress import bar, describe
-from worker.contract import Request, lipsync_request
+from worker.contract import Request
+from worker.names import LIPSYNC_KIND
 from worker.status import FINAL_STATUSES, JobStatus
 from worker.store import Job, JobStore
 
@@ -35,8 +40,12 @@ MAX_BATCH_ROWS = 10_000
 # Bad rows listed when a file is refused (the count of the others is given).
 MAX_REPORTED = 100
 DERIVED_KEY_PREFIX = "batch:"
+# Required without a `kind` column (a file of lip-sync jobs, as before kinds).
 REQUIRED_COLUMNS = ("video_url", "audio_url")
 OPTIONAL_COLUMNS = ("idempotency_key", "archive_key")
+KIND_COLUMN = "kind"
+# Every kind's arguments, each once (kinds share video_url, audio_url, ...).
+ARG_COLUMNS = tuple(dict.fromkeys(arg.name for args in ARGS.values() for arg in args))
 META_PREFIX = "meta."
 # How often --wait reads the statuses of the jobs still running (one pipelined round trip),
 # and how often it prints a line when stderr is not a terminal.
@@ -64,11 +73,14 @@ class BadBatch(ValueError):
 
 @dataclass(frozen=True)
 class Row:
-    """One row of a batch, checked: its line in the file and its request (whose
-    idempotency key is the row's, or derived from the request)."""
+    """One row of a batch, checked: its line in the file, its request (whose idempotency
+    key is the row's, or derived from the request), and its kind and the keyword arguments
+    of the kind's public call."""
 
     line: int
     request: Request
+    kind: str = LIPSYNC_KIND
+    args: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,7 @@ def _columns(cells: list[str], line: int) -> list[str]:
     """The header's column names, or BadBatch saying what is wrong with them."""
     names = [cell.strip() for cell in cells]
     problems = []
-    allowed = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+    allowed = (KIND_COLUMN, *OPTIONAL_COLUMNS, *ARG_COLUMNS)
     for name in names:
         if name not in allowed and not (name.startswith(META_PREFIX) and name != META_PREFIX):
             problems.append(
@@ -117,7 +129,8 @@ def _columns(cells: list[str], line: int) -> list[str]:
                 f"{META_PREFIX}<name>)"
             )
     problems += [f"column {n!r} is named twice" for n, c in Counter(names).items() if c > 1]
-    problems += [f"the header has no {n} column" for n in REQUIRED_COLUMNS if n not in names]
+    if KIND_COLUMN not in names:
+        problems += [f"the header has no {n} column" for n in REQUIRED_COLUMNS if n not in names]
     if problems:
         raise BadBatch("the file", [(line, why) for why in problems])
     return names
@@ -125,24 +138,30 @@ def _columns(cells: list[str], line: int) -> list[str]:
 
 def row_request(columns: Sequence[str], cells: Sequence[str]) -> Request:
     """The checked request of one row; ValueError naming what is refused."""
+    return read_row(0, columns, cells).request
+
+
+def read_row(line: int, columns: Sequence[str], cells: Sequence[str]) -> Row:
+    """One row, checked as its kind's public call checks its arguments (a lip-sync row's
+    request, and so its derived key, is the one it had before kinds); ValueError naming
+    what is refused."""
     if len(cells) != len(columns):
         raise ValueError(f"has {len(cells)} fields; the header names {len(columns)}")
     given = {name: cell for name, cell in zip(columns, cells, strict=True) if cell != ""}
+    kind = given.pop(KIND_COLUMN, LIPSYNC_KIND).strip()
+    common = {name: given.pop(name) for name in OPTIONAL_COLUMNS if name in given}
     metadata = {
-        name.removeprefix(META_PREFIX): value
-        for name, value in given.items()
+        name.removeprefix(META_PREFIX): given.pop(name)
+        for name in list(given)
         if name.startswith(META_PREFIX)
     }
-    request = lipsync_request(
-        given.get("video_url", ""),
-        given.get("audio_url", ""),
-        idempotency_key=given.get("idempotency_key"),
-        metadata=metadata or None,
-        archive_key=given.get("archive_key"),
-    )
+    if kind == LIPSYNC_KIND:  # a missing URL is refused as it always was: by the check
+        given = {"video_url": "", "audio_url": ""} | given
+    args = read_args(kind, given, flags=False)
+    request = kind_request(kind, args, metadata=metadata or None, **common)
     if request.idempotency_key is None:
         request = dataclasses.replace(request, idempotency_key=derived_key(request))
-    return request
+    return Row(line, request, kind, args)
 
 
 def parse_batch(text: Iterable[str]) -> list[Row]:
@@ -160,7 +179,7 @@ def parse_batch(text: Iterable[str]) -> list[Row]:
             problems = [(0, f"the file has more than {MAX_BATCH_ROWS:,} rows; split it")]
             break
         try:
-            rows.append(Row(line, row_request(columns, cells)))
+            rows.append(read_row(line, columns, cells))
         except ValueError as e:
             problems.append((line, str(e)))
     else:
@@ -221,9 +240,9 @@ def submit_row(row: Row) -> Outcome:
     if existing is not None and existing.request_digest == request.digest:
         return Outcome(row.line, existing.id, existing.status)
     try:
-        job_id = submit_lipsync(
-            request.fields["video_url"],
-            request.fields["audio_url"],
+        job_id = submit_kind(
+            row.kind,
+            row.args,
             idempotency_key=key,
             metadata=request.metadata,
             archive_key=request.archive_key,

@@ -7,14 +7,25 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from worker import deps
-from worker.api import archive_akool_job, cancel_job, get_job, submit_lipsync
+from worker.api import archive_akool_job, cancel_job, get_job
 from worker.cli.batch import run_batch
+from worker.cli.kinds import (
+    ARGS,
+    KIND_NAMES,
+    LISTED_KINDS,
+    every_arg,
+    read_args,
+    submit_kind,
+)
 from worker.cli.progress import describe, wait_for
 from worker.clock import wall_clock
 from worker.dev.demo import run_demo
 from worker.errors import ConfigError, LipsyncError
+from worker.names import LIPSYNC_KIND
 from worker.net import escape_controls
 from worker.status import FILTER_WINDOW, JobStatus
 from worker.store import Job
@@ -73,16 +84,17 @@ def _contract_flags(command: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lipsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    submit = sub.add_parser("submit", help="enqueue a lip-sync job and print its id")
-    submit.add_argument("video_url", nargs="?")
-    submit.add_argument("audio_url", nargs="?")
+    submit = sub.add_parser("submit", help="enqueue a video job and print its id")
+    submit.add_argument("video_url", nargs="?", help="lip-sync's video (or --video)")
+    submit.add_argument("audio_url", nargs="?", help="lip-sync's audio (or --audio)")
+    _kind_flags(submit)
     submit.add_argument("--webhook-url", default=None, help="passed to Akool as webhookUrl")
     submit.add_argument(
         "--batch",
         metavar="FILE.csv",
         default=None,
-        help="one job per row; columns video_url, audio_url and optionally "
-        "idempotency_key, archive_key, meta.NAME",
+        help="one job per row; columns video_url, audio_url and optionally kind (then "
+        "each kind's arguments), idempotency_key, archive_key, meta.NAME",
     )
     _contract_flags(submit)
     status = sub.add_parser("status", help="show a job's record")
@@ -95,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="only jobs in this state",
     )
+    jobs.add_argument("--kind", choices=LISTED_KINDS, default=None, help="only jobs of this kind")
     jobs.add_argument(
         "--at-risk", action="store_true", help="only jobs whose video Akool deletes within 24 h"
     )
@@ -121,14 +134,62 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kind_flags(submit: argparse.ArgumentParser) -> None:
+    """`--kind` and every kind's own flags (worker/cli/kinds.py), each given once."""
+    submit.add_argument(
+        "--kind", choices=KIND_NAMES, default=None, help="the kind of video (default lipsync)"
+    )
+    for flag, arg in every_arg().items():
+        kinds = "--kind " + ", ".join(k for k in KIND_NAMES if flag in _flags_of(k))
+        extra: dict[str, Any] = {"metavar": arg.metavar}
+        if arg.name == "lipsync":  # a switch on the command line, true/false in a batch
+            extra = {"action": "store_const", "const": "true"}
+        submit.add_argument(flag, dest="arg_" + arg.name, default=None, help=kinds, **extra)
+
+
+def _flags_of(kind: str) -> list[str]:
+    return [arg.flag for arg in ARGS[kind]]
+
+
+def kind_texts(args: argparse.Namespace) -> dict[str, str]:
+    """The kind flags given (argument name -> text), the positional lip-sync URLs among
+    them; `--elements FILE` read. ValueError when the URLs are given twice, or
+    positionally for another kind."""
+    kind = args.kind or LIPSYNC_KIND
+    texts = {
+        arg.name: value
+        for arg in every_arg().values()
+        if (value := getattr(args, "arg_" + arg.name)) is not None
+    }
+    positional = [url for url in (args.video_url, args.audio_url) if url is not None]
+    if positional and kind != LIPSYNC_KIND:
+        flags = ", ".join(_flags_of(kind))
+        raise ValueError(f"--kind {kind} takes its arguments as flags ({flags}), not positionally")
+    if positional and {"video_url", "audio_url"} & texts.keys():
+        raise ValueError("give the URLs as VIDEO_URL AUDIO_URL or as --video and --audio")
+    texts.update(zip(("video_url", "audio_url"), positional, strict=False))
+    if kind == LIPSYNC_KIND and not {"video_url", "audio_url"} <= texts.keys():
+        raise ValueError("submit needs VIDEO_URL and AUDIO_URL (or --batch FILE.csv)")
+    if "elements" in texts:
+        texts["elements"] = _read_file("--elements", texts["elements"])
+    return texts
+
+
+def _read_file(flag: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8"
+        raise ValueError(f"{flag} {path[:200]!r} cannot be read: {why}") from None
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     if args.batch is not None:
         return _cmd_batch(args)
-    if args.video_url is None or args.audio_url is None:
-        raise ValueError("submit needs VIDEO_URL and AUDIO_URL (or --batch FILE.csv)")
-    job_id = submit_lipsync(
-        args.video_url,
-        args.audio_url,
+    kind = args.kind or LIPSYNC_KIND
+    job_id = submit_kind(
+        kind,
+        read_args(kind, kind_texts(args), flags=True),
         webhook_url=args.webhook_url,
         idempotency_key=args.idempotency_key,
         metadata=metadata(args.meta),
@@ -149,8 +210,9 @@ def _follow(job_id: str, args: argparse.Namespace) -> int:
 def _cmd_batch(args: argparse.Namespace) -> int:
     """`submit --batch FILE.csv`: its arguments come from the file (worker/cli/batch.py)."""
     given = [args.video_url, args.webhook_url, args.idempotency_key, args.meta, args.archive_key]
+    given += [args.kind] + [getattr(args, "arg_" + a.name) for a in every_arg().values()]
     if any(value is not None for value in given):
-        raise ValueError("with --batch, the URLs, keys and metadata come from the file")
+        raise ValueError("with --batch, the kinds, URLs, keys and metadata come from the file")
     ok = run_batch(args.batch, wait=args.wait, timeout=args.timeout)
     return EXIT_OK if ok else EXIT_FAILED
 
@@ -188,9 +250,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(
             f", Akool deletes the result at {job.expires_at.isoformat()}" if job.expires_at else ""
         )
-        for line in contract_lines(job):
+        for line in kind_lines(job) + contract_lines(job):
             print(f"  {line}")
     return EXIT_OK
+
+
+def kind_lines(job: Job) -> list[str]:
+    """The job's kind and, for a kind other than lip-sync, the body Akool got, as ASCII
+    JSON: its prompt or text came from the caller, and must not drive the terminal."""
+    lines = [f"kind: {escape_controls(job.kind)}"]
+    if job.body is not None:
+        lines.append(f"Akool body: {json.dumps(job.body, sort_keys=True, ensure_ascii=True)}")
+    return lines
 
 
 def contract_lines(job: Job) -> list[str]:
@@ -216,17 +287,27 @@ def has_meta(job: Job, pairs: list[tuple[str, str]] | None) -> bool:
     return all(name in held and held[name] == value for name, value in pairs or ())
 
 
+def listed(job: Job, args: argparse.Namespace) -> bool:
+    """True when the job is in the state and of the kind `jobs --status/--kind` ask for."""
+    return (args.status is None or job.status == args.status) and (
+        args.kind is None or job.kind == args.kind
+    )
+
+
 def _job_rows(args: argparse.Namespace) -> list[Job]:
     store = deps.job_store()
     if args.at_risk:
         risky = at_risk(store, now=wall_clock())
-        return [job for job in risky if has_meta(job, args.meta)][: args.limit]
+        return [job for job in risky if has_meta(job, args.meta) and listed(job, args)][
+            : args.limit
+        ]
     if args.meta:
         return _meta_rows(args)
+    filtered = args.status is not None or args.kind is not None
     jobs = []
-    for job_id in store.recent_ids(limit=args.limit if not args.status else 10 * args.limit):
+    for job_id in store.recent_ids(limit=10 * args.limit if filtered else args.limit):
         job = store.read(job_id)  # None: expired, or unreadable (logged once)
-        if job is not None and (args.status is None or job.status == args.status):
+        if job is not None and listed(job, args):
             jobs.append(job)
     return jobs[: args.limit]
 
@@ -241,20 +322,19 @@ def _meta_rows(args: argparse.Namespace) -> list[Job]:
     found = [
         job
         for job in store.read_many(ids)
-        if job is not None
-        and (args.status is None or job.status == args.status)
-        and has_meta(job, args.meta)
+        if job is not None and listed(job, args) and has_meta(job, args.meta)
     ]
     return found[: args.limit]
 
 
 def format_table(jobs: list[Job]) -> str:
     """Jobs as an aligned text table, one row each."""
-    header = ("JOB", "STATUS", "CREATED", "AKOOL DELETES", "ARCHIVE / ERROR / WAIT")
+    header = ("JOB", "STATUS", "KIND", "CREATED", "AKOOL DELETES", "ARCHIVE / ERROR / WAIT")
     rows = [header] + [
         (
             j.id,
             j.status,
+            escape_controls(j.kind),
             j.created_at.strftime("%Y-%m-%d %H:%M"),
             j.expires_at.strftime("%Y-%m-%d %H:%M") if j.expires_at else "-",
             (j.archive_uri or j.error or (f"waiting: {j.waiting}" if j.waiting else ""))[:80],

@@ -10,6 +10,7 @@ Jinja2 with autoescape, sent with a strict Content-Security-Policy and never cac
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -24,13 +25,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from worker import deps
+from worker.akool import KINDS, Kind
 from worker.api import cancel_job
 from worker.archive import archive_key
 from worker.clock import Clock, wall_clock
 from worker.config import Settings
 from worker.errors import LipsyncError
 from worker.metrics import FleetCollector
-from worker.names import Step
+from worker.names import UNKNOWN_KIND, Step
 from worker.net import ascii_int
 from worker.status import FILTER_WINDOW, JobStatus
 from worker.store import Job, JobStore, is_job_id
@@ -47,6 +49,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 METRICS_PATH = "/metrics"
 JOBS_PATH = "/jobs"
 _JOB_PATH = re.compile(r"^/jobs/([^/]+)(?:/(retry|cancel))?$")
+# The kinds the filter offers: every Akool kind, and an adopted job's.
+FILTER_KINDS = (*KINDS, UNKNOWN_KIND)
 # A prefix typed in the search box: hex digits, at most a whole id.
 _ID_PREFIX = re.compile(r"^[0-9a-f]{0,32}$")
 # The archived video's link on the job page: long enough to watch it, short enough that a
@@ -206,10 +210,12 @@ class Dashboard:
         return self._message(user, 405, "Method not allowed", f"{method} is not used here.")
 
     def jobs_page(self, user: str, query: dict[str, list[str]]) -> Page:
-        """Counts, jobs at risk, and the newest jobs (filtered by status, id prefix and
-        metadata `key=value`)."""
+        """Counts, jobs at risk, and the newest jobs (filtered by status, kind, id prefix
+        and metadata `key=value`)."""
         status = query.get("status", [""])[0]
         status = status if status in {s.value for s in JobStatus} else ""
+        kind = query.get("kind", [""])[0]
+        kind = kind if kind in FILTER_KINDS else ""
         prefix = query.get("q", [""])[0].strip().lower()
         meta_text = query.get("meta", [""])[0].strip()
         error = ""
@@ -225,6 +231,7 @@ class Dashboard:
             status=status or None,
             prefix=prefix,
             meta=meta,
+            kind=kind or None,
             now=now,
         )
         html = self._render(
@@ -238,6 +245,8 @@ class Dashboard:
             window_full=view.window_full,
             statuses=[s.value for s in JobStatus],
             filter_status=status,
+            kinds=FILTER_KINDS,
+            filter_kind=kind,
             filter_prefix=prefix,
             filter_meta=meta_text,
             filter_error=error,
@@ -260,6 +269,8 @@ class Dashboard:
             "job.html",
             user=user,
             job=job,
+            kind=akool_kind(job),
+            body=None if job.body is None else json.dumps(job.body, indent=2, sort_keys=True),
             timeline=build_timeline(job),
             flash=flash,
             flash_bad=bad,
@@ -347,6 +358,11 @@ def _flash(query: dict[str, list[str]]) -> str:
     if query.get("cancelled"):
         return "Cancelled: the job will not be submitted, polled or archived any more."
     return ""
+
+
+def akool_kind(job: Job) -> Kind | None:
+    """The job's row of the kinds table; None for an adopted job (its kind is unknown)."""
+    return KINDS.get(job.kind)
 
 
 def _can_retry(job: Job) -> bool:

@@ -12,6 +12,7 @@ import redis
 
 from worker.errors import CorruptRecord
 from worker.metrics import FleetCollector
+from worker.names import LIPSYNC_KIND
 from worker.status import AT_RISK_SECONDS, FILTER_WINDOW, JobStatus
 from worker.store import Job, decode, keys
 
@@ -78,28 +79,34 @@ def matching_ids(
     prefix: str,
     window: int = FILTER_WINDOW,
     meta: tuple[str, str] | None = None,
+    kind: str | None = None,
 ) -> tuple[list[str], bool]:
     """The newest PAGE_ROWS ids (newest first) among the newest `window`, with `prefix`, in
-    `status` (None: any) and whose metadata holds `meta` (key, value) (None: any); and
-    whether the window was full (older jobs not looked at)."""
+    `status` (None: any), whose metadata holds `meta` (key, value) (None: any) and of
+    `kind` (None: any); and whether the window was full (older jobs not looked at)."""
     raw = client.zrevrange(keys.JOBS_INDEX, 0, window - 1)
     ids = [i.decode() for i in raw if i.decode().startswith(prefix)]
-    if status or meta:
+    if status or meta or kind:
         pipe = client.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(keys.job(job_id), "status", "metadata")
+            pipe.hmget(keys.job(job_id), "status", "metadata", "kind")
         found = pipe.execute(False)
         ids = [
             job_id
             for job_id, fields in zip(ids, found, strict=True)
-            if isinstance(fields, list) and _matches(fields, status, meta)
+            if isinstance(fields, list) and _matches(fields, status, meta, kind)
         ]
     return ids[:PAGE_ROWS], len(raw) == window
 
 
-def _matches(fields: list[object], status: str | None, meta: tuple[str, str] | None) -> bool:
-    """True when a record's [status, metadata] fields pass the filters."""
+def _matches(
+    fields: list[object], status: str | None, meta: tuple[str, str] | None, kind: str | None
+) -> bool:
+    """True when a record's [status, metadata, kind] fields pass the filters. A record of
+    an earlier release has no kind: it is a lip-sync job."""
     if status and fields[0] != status.encode():
+        return False
+    if kind and (fields[2] or LIPSYNC_KIND.encode()) != kind.encode():
         return False
     return meta is None or has_metadata(fields[1], *meta)
 
@@ -111,11 +118,12 @@ def overview(
     status: str | None = None,
     prefix: str = "",
     meta: tuple[str, str] | None = None,
+    kind: str | None = None,
     now: float,
 ) -> Overview:
     """Counts by status, the jobs at risk (soonest first) and the newest matching jobs."""
     snapshot = collector.read(now)
-    ids, window_full = matching_ids(client, status, prefix, meta=meta)
+    ids, window_full = matching_ids(client, status, prefix, meta=meta, kind=kind)
     # Archived jobs leave the expiry set; what it holds up to a day ahead is at risk.
     risky = client.zrangebyscore(
         keys.EXPIRY, "-inf", now + AT_RISK_SECONDS, start=0, num=AT_RISK_ROWS
@@ -127,5 +135,5 @@ def overview(
         at_risk_total=snapshot.at_risk,
         at_risk=at_risk,
         jobs=[j for j in jobs[len(risky) :] if j],
-        window_full=window_full and bool(status or prefix or meta),
+        window_full=window_full and bool(status or prefix or meta or kind),
     )
