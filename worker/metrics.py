@@ -35,21 +35,21 @@ from prometheus_client.core import (
 from worker.clock import Clock, wall_clock
 from worker.names import QUEUES
 from worker.status import AT_RISK_SECONDS, WAIT_FAMILIES, JobStatus
+from worker.store import counts as job_counts
 from worker.store import keys
-from worker.store import scripts as job_scripts
 
 logger = logging.getLogger(__name__)
 
 # Seconds from Akool finishing to the video being in S3: from "at once" to "a day late".
 LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0)
-# The field the one-time count of existing jobs leaves in the counts hash (job_scripts).
+# The field the one-time count of existing jobs leaves in the counts hashes (store.counts).
 COUNTED_SINCE_FIELD = b"counted_since"
 # Dead heads of the unarchived set (records expired) a scrape drops before giving up.
 UNARCHIVED_PROBES = 3
-# Commands in a scrape's one pipeline: 4 hashes, the corrupt counter, the at-risk count, the
+# Commands in a scrape's one pipeline: 5 hashes, the corrupt counter, the at-risk count, the
 # unarchived head, the request budget's rate (a small hash), one LLEN per queue, the counts
 # of waiting jobs (a hash) and the head of each family's waiting set.
-SCRAPE_COMMANDS = 9 + len(QUEUES) + len(WAIT_FAMILIES)
+SCRAPE_COMMANDS = 10 + len(QUEUES) + len(WAIT_FAMILIES)
 # A poll loop waits on its countdown in these statuses (one loop per job).
 POLLING_STATUSES = (JobStatus.SUBMITTED, JobStatus.PROCESSING)
 
@@ -109,6 +109,8 @@ class Snapshot:
     budget_rps: float | None = None
     # Jobs waiting while a fault passes, by kind: how many, and since when the oldest waits.
     waiting: dict[str, tuple[int, float | None]] | None = None
+    # Jobs by (kind of Akool video, status).
+    jobs_by_kind: dict[tuple[str, str], int] | None = None
 
 
 class FleetCollector:
@@ -118,13 +120,14 @@ class FleetCollector:
     def __init__(self, client: redis.Redis, *, clock: Clock = wall_clock) -> None:
         self._redis = client
         self._clock = clock
-        self._count_jobs = client.register_script(job_scripts.COUNT_JOBS)
+        self._count_jobs = client.register_script(job_counts.COUNT_JOBS)
 
     def collect(self) -> Iterator[Metric]:
         """Read the fleet's state once per scrape."""
         now = self._clock()
         snapshot = self.read(now)
         yield _jobs_by_status(snapshot.jobs)
+        yield _jobs_by_kind(snapshot.jobs_by_kind or {})
         yield _polls_waiting(snapshot.jobs)
         yield _queue_lengths(snapshot.queues)
         yield _akool_calls(snapshot.akool_calls)
@@ -141,6 +144,7 @@ class FleetCollector:
         count of jobs written before counts were kept, and rarely a dead head to drop)."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(keys.METRICS_JOBS_BY_STATUS)
+        pipe.hgetall(keys.METRICS_JOBS_BY_KIND)
         pipe.hgetall(keys.METRICS_AKOOL_CALLS)
         pipe.hgetall(keys.METRICS_ARCHIVE)
         pipe.hgetall(keys.METRICS_LAG)
@@ -154,12 +158,15 @@ class FleetCollector:
             pipe.zrange(keys.waiting(family), 0, 0, withscores=True)
         for queue in QUEUES:
             pipe.llen(queue)
-        counts, calls, archive, lag, corrupt, at_risk, head, rps, waits, *rest = pipe.execute()
+        counts, kinds, calls, archive, lag, corrupt, at_risk, head, rps, waits, *rest = (
+            pipe.execute()
+        )
         oldest, lengths = rest[: len(WAIT_FAMILIES)], rest[len(WAIT_FAMILIES) :]
-        if COUNTED_SINCE_FIELD not in counts:
-            counts, head = self._count_existing_jobs(now)
+        if COUNTED_SINCE_FIELD not in counts or COUNTED_SINCE_FIELD not in kinds:
+            counts, kinds, head = self._count_existing_jobs(now)
         return Snapshot(
             jobs=_job_counts(counts),
+            jobs_by_kind=_kind_counts(kinds),
             akool_calls=calls,
             archive=_floats(archive),
             lag=_floats(lag),
@@ -171,18 +178,26 @@ class FleetCollector:
             waiting=_waiting_counts(waits, oldest),
         )
 
-    def _count_existing_jobs(self, now: float) -> tuple[dict[bytes, bytes], Any]:
+    def _count_existing_jobs(
+        self, now: float
+    ) -> tuple[dict[bytes, bytes], dict[bytes, bytes], Any]:
         """Count the jobs by status and fill the unarchived set, once (a Redis from before
         they were kept); the counts and the set's head, read again."""
         statuses = [s.value for s in JobStatus]
-        names = [keys.METRICS_JOBS_BY_STATUS, keys.JOBS_INDEX, keys.UNARCHIVED]
+        names = [
+            keys.METRICS_JOBS_BY_STATUS,
+            keys.JOBS_INDEX,
+            keys.UNARCHIVED,
+            keys.METRICS_JOBS_BY_KIND,
+        ]
         if self._count_jobs(keys=names, args=[keys.JOB_PREFIX, repr(now), *statuses]):
             logger.info("Counted the jobs by status once; from now on they are kept as they move")
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(keys.METRICS_JOBS_BY_STATUS)
+        pipe.hgetall(keys.METRICS_JOBS_BY_KIND)
         pipe.zrange(keys.UNARCHIVED, 0, 0, withscores=True)
-        counts, head = pipe.execute()
-        return counts, head
+        counts, kinds, head = pipe.execute()
+        return counts, kinds, head
 
     def _oldest_unarchived_age(self, head: list[tuple[bytes, float]], now: float) -> float:
         """Seconds since Akool finished the oldest video not archived yet (0 when none).
@@ -208,6 +223,28 @@ def _job_counts(raw: dict[bytes, bytes]) -> dict[str, int]:
         if name in counts:
             counts[name] = int(value)
     return counts
+
+
+def _kind_counts(raw: dict[bytes, bytes]) -> dict[tuple[str, str], int]:
+    """The counts by kind and status ("kind:status" fields), bookkeeping left out."""
+    out = {}
+    for field, value in raw.items():
+        kind, sep, status = field.decode(errors="replace").partition(":")
+        if sep:
+            out[(kind, status)] = int(value)
+    return out
+
+
+def _jobs_by_kind(counts: dict[tuple[str, str], int]) -> Metric:
+    family = GaugeMetricFamily(
+        "lipsync_jobs_by_kind",
+        "Jobs by kind of Akool video and status, counted as they move (lipsync_jobs's "
+        "sibling: lipsync_jobs keeps its one label, so existing queries keep working)",
+        labels=["kind", "status"],
+    )
+    for (kind, status), count in sorted(counts.items()):
+        family.add_metric([kind, status], count)
+    return family
 
 
 def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:

@@ -293,3 +293,29 @@ def test_a_record_without_a_kind_is_a_lipsync_job(store: JobStore, client: redis
     job_id = insert(store)
     client.hdel(keys.job(job_id), "kind")  # as every record of an earlier release
     assert store.get(job_id).kind == "lipsync"
+
+
+def test_jobs_are_counted_by_kind_and_status_as_they_move_and_recounted_once_when_missing(
+    store: JobStore, client: redis.Redis
+) -> None:
+    from worker.metrics import FleetCollector
+    from worker.video_kinds import character_swap_request
+
+    request = character_swap_request("https://v.example/face.png", VIDEO)
+    swap = store.insert(contract.queued_job(request, new_job_id(), now=1000.0), due=1300.0)
+    lipsync = insert(store)
+    store.update(swap, status=JobStatus.PROCESSING)
+    store.cancel(lipsync, "cancelled")
+    counts = {k.decode(): int(v) for k, v in client.hgetall(keys.METRICS_JOBS_BY_KIND).items()}
+    assert counts == {
+        "character_swap:queued": 0,
+        "character_swap:processing": 1,
+        "lipsync:queued": 0,
+        "lipsync:cancelled": 1,
+    }
+    client.delete(keys.METRICS_JOBS_BY_KIND)  # a Redis from before the counts by kind
+    snapshot = FleetCollector(client).read(2000.0)
+    assert snapshot.jobs_by_kind == {
+        ("character_swap", "processing"): 1,
+        ("lipsync", "cancelled"): 1,
+    }

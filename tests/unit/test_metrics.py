@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from worker import metrics
+from worker.metrics import COUNTED_SINCE_FIELD
 from worker.names import QUEUES
 from worker.status import JobStatus
 from worker.store import keys
@@ -64,6 +65,9 @@ class FakeRedis:
     def answer(self, name: str, args: tuple[Any, ...]) -> Any:
         if name == "hgetall" and args[0] == keys.METRICS_WAITING:
             return self.waiting
+        if name == "hgetall" and args[0] == keys.METRICS_JOBS_BY_KIND:
+            counted = COUNTED_SINCE_FIELD in self.counts
+            return {COUNTED_SINCE_FIELD: b"1", b"lipsync:queued": b"2"} if counted else {}
         if name == "hgetall":
             return self.counts if args[0] == keys.METRICS_JOBS_BY_STATUS else {}
         if name == "zrange" and args[0].startswith(keys.WAITING_PREFIX):
@@ -160,3 +164,12 @@ def test_jobs_waiting_are_shown_by_family_with_the_oldest_wait() -> None:
     oldest = {s.labels["on"]: s.value for s in waiting[1].samples}
     assert counts == {"akool": 3, "file": 1, "download": 0, "storage": 0}
     assert oldest["akool"] == pytest.approx(700.0) and oldest["storage"] == 0.0
+
+
+
+def test_jobs_are_shown_by_kind_beside_the_status_counts() -> None:
+    redis = FakeRedis(COUNTED, [])
+    families = {family.name: family for family in metrics.FleetCollector(redis).collect()}
+    [sample] = families["lipsync_jobs_by_kind"].samples
+    assert (sample.labels, sample.value) == ({"kind": "lipsync", "status": "queued"}, 2)
+    assert {s.labels["status"] for s in families["lipsync_jobs"].samples} >= {"queued"}

@@ -5,7 +5,7 @@ how an ending is waited for (ending) and the notifications still owed (outbox).
 
 from __future__ import annotations
 
-from worker.store import keys, scripts
+from worker.store import counts, keys, scripts
 from worker.store.creation import created, creation, with_token
 from worker.store.jobs import Job, JobStore, is_job_id, moving, new_job_id
 from worker.store.outbox import NOTICE_LEASE_SECONDS
@@ -15,6 +15,7 @@ __all__ = [
     "NOTICE_LEASE_SECONDS",
     "Job",
     "JobStore",
+    "counts",
     "decode",
     "is_job_id",
     "keys",

@@ -52,8 +52,9 @@ METRICS_ARCHIVE = PREFIX + "metrics:archive"
 METRICS_LAG = PREFIX + "metrics:completion_to_archived"
 METRICS_CORRUPT = PREFIX + "metrics:corrupt_records"
 # Jobs by status (a hash: status -> count), kept by the scripts that create and move jobs,
-# so a scrape reads one hash instead of every record.
+# so a scrape reads one hash instead of every record; and by kind and status ("kind:status").
 METRICS_JOBS_BY_STATUS = PREFIX + "metrics:jobs_by_status"
+METRICS_JOBS_BY_KIND = PREFIX + "metrics:jobs_by_kind"
 # Jobs waiting while a fault passes, one sorted set per family of waits (worker/status.py
 # WAIT_FAMILIES), by since when they wait, and their counts by family (a hash), kept by the
 # scripts that write waits: the metrics read the counts and the oldest of each set.

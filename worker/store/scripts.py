@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import string
 
+from worker.names import LIPSYNC_KIND
 from worker.status import WAIT_FAMILIES, JobStatus, Wait
 from worker.store import keys
 
@@ -27,6 +28,8 @@ _FINAL = {
     "cancelled": JobStatus.CANCELLED.value,
 }
 _PREFIXES = {
+    "by_kind": keys.METRICS_JOBS_BY_KIND,
+    "lipsync": LIPSYNC_KIND,
     "job_prefix": keys.JOB_PREFIX,
     "result_prefix": keys.CELERY_RESULT_PREFIX,
     "idempotency_prefix": keys.IDEMPOTENCY_PREFIX,
@@ -45,10 +48,14 @@ _FAMILIES = ", ".join(f"'{family}'" for family in WAIT_FAMILIES)
 # (completed_ts) and not in S3, unless it failed without a video to save: the expiry set's rule.
 _HELPERS = string.Template("""
 local FINAL = {['$archived'] = true, ['$failed'] = true, ['$cancelled'] = true}
-local function count_move(counts, before, after)
+local function count_move(counts, before, after, record)
   if before ~= after then
     redis.call('HINCRBY', counts, before, -1)
     redis.call('HINCRBY', counts, after, 1)
+    local kind = redis.call('HGET', record, 'kind')
+    if not kind or kind == '' then kind = '$lipsync' end
+    redis.call('HINCRBY', '$by_kind', kind .. ':' .. before, -1)
+    redis.call('HINCRBY', '$by_kind', kind .. ':' .. after, 1)
   end
 end
 -- When Akool finished the job's video, if that video is still to be archived; else nil.
@@ -138,7 +145,7 @@ end
 )
 
 
-def _lua(script: str) -> str:
+def lua(script: str) -> str:
     """A script with the whole-record check, the final statuses and the helpers filled in."""
     return string.Template(script).substitute(
         whole="redis.call('HEXISTS', KEYS[1], 'status') == 1",
@@ -170,7 +177,7 @@ end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 refresh_claims(KEYS[1], tonumber(ARGV[1]))
 status = redis.call('HGET', KEYS[1], 'status')
-count_move(KEYS[5], before, status)
+count_move(KEYS[5], before, status, KEYS[1])
 track_unarchived(KEYS[1], KEYS[6], ARGV[2])
 local ended = FINAL[status]
 if waits or ended then keep_waiting(KEYS[1], ARGV[2]) end
@@ -201,11 +208,11 @@ def _update(first: int = 5, on_write: str = "") -> str:
     return _UPDATE_BODY.replace("--first--", str(first)).replace("--on-write--", on_write)
 
 
-UPDATE_UNLESS_FINAL = _lua("$helpers\nif not ($whole) then return -1 end" + _update())
+UPDATE_UNLESS_FINAL = lua("$helpers\nif not ($whole) then return -1 end" + _update())
 # The same write, also refused (0) once the job has an Akool id: a job whose submit's answer
 # was lost is adopted by a callback, failed at the end of its wait, or marked as waiting by
 # whichever comes first, never by one after the other has named or ended it.
-UPDATE_WITHOUT_AKOOL_ID = _lua(
+UPDATE_WITHOUT_AKOOL_ID = lua(
     """
 $helpers
 if not ($whole) then return -1 end
@@ -219,7 +226,7 @@ if known and known ~= '' then return 0 end"""
 # (counted, so the next attempt knows to clear what a killed one left in S3). Never re-adds a
 # job to the due set. Returns 0, writing nothing, for a job that ended (a cancelled one: the
 # running archive stops).
-HEARTBEAT = _lua("""
+HEARTBEAT = lua("""
 $helpers
 if not ($whole) then return -1 end
 if FINAL[redis.call('HGET', KEYS[1], 'status')] then return 0 end
@@ -235,7 +242,7 @@ return 1
 # owns the job; a duplicated loop finds another owner and stops. KEYS[1] job hash,
 # ARGV[1] task id. Returns the record (HGETALL) when this task owns the polling, so the
 # poll reads it in the same round trip, 0 when another task does, or -1.
-OWN_POLL = _lua("""
+OWN_POLL = lua("""
 if not ($whole) then return -1 end
 local owner = redis.call('HGET', KEYS[1], 'poll_owner')
 if not owner or owner == '' then
@@ -264,12 +271,12 @@ local _, commas = string.gsub(log, ',', ',')
 for _ = tonumber(ARGV[5]), commas do log = string.sub(log, string.find(log, ',', 1, true) + 1) end
 redis.call('HSET', KEYS[1], 'poll_log', log)
 redis.call('HINCRBY', KEYS[1], 'polls', 1)"""
-RECORD_POLL = _lua("$helpers\nif not ($whole) then return -1 end" + _update(7, _LOG_POLL))
+RECORD_POLL = lua("$helpers\nif not ($whole) then return -1 end" + _update(7, _LOG_POLL))
 
 # Takes the job's one submit claim for one step run. KEYS: job hash. ARGV: now, the run's
 # token. 1 taken, 0 when any run holds it (this one too) or the job ended (a cancel that came
 # after the step read the record), -1 when the record is not whole.
-CLAIM_SUBMIT = _lua("""
+CLAIM_SUBMIT = lua("""
 $helpers
 if not ($whole) then return -1 end
 if FINAL[redis.call('HGET', KEYS[1], 'status')] then return 0 end
@@ -290,7 +297,7 @@ return 1
 # Forgets a job whose record is gone (expired, or unreadable): out of the due set and of
 # any waiting set, its family's count taken down. KEYS: the job hash (not read), then as
 # UPDATE_UNLESS_FINAL. ARGV: job id.
-FORGET = _lua("""
+FORGET = lua("""
 $helpers
 redis.call('ZREM', KEYS[2], ARGV[1])
 for i, family in ipairs(WAIT_FAMILY) do
@@ -303,7 +310,7 @@ return 1
 
 # Sets bookkeeping fields on a whole record, final or not, without touching its TTL (the
 # notification's progress is written after the job ended). KEYS: job hash. ARGV: pairs.
-SET_IF_WHOLE = _lua("""
+SET_IF_WHOLE = lua("""
 if not ($whole) then return -1 end
 for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
@@ -316,7 +323,7 @@ return 1
 # the archive's start marker. ARGV: job id, status, due, now, new poll deadline ('' keeps
 # it), '1' to ask for a fresh URL. Returns 1 when re-opened, 0 when the job is not failed
 # (any more).
-REOPEN_FAILED = _lua("""
+REOPEN_FAILED = lua("""
 $helpers
 if redis.call('HGET', KEYS[1], 'status') ~= '$failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', '', 'updated_ts', ARGV[4],
@@ -325,7 +332,7 @@ if ARGV[6] == '1' then
   redis.call('HDEL', KEYS[1], 'result_url')
   redis.call('DEL', KEYS[#KEYS])
 end
-count_move(KEYS[5], '$failed', ARGV[2])
+count_move(KEYS[5], '$failed', ARGV[2], KEYS[1])
 track_unarchived(KEYS[1], KEYS[6], ARGV[1])
 redis.call('DEL', '$result_prefix' .. ARGV[1])
 redis.call('HDEL', KEYS[1], 'notified_ts', 'notify_error', 'on_complete_sent_ts',
@@ -343,7 +350,7 @@ return 1
 # own retry), is taken and held until the lease ends; one held by another live task is not.
 # Returns 1 when taken, 0 when nothing is pending for this task, -1 (and the entry dropped)
 # when the record is not whole.
-CLAIM_NOTICE = _lua("""
+CLAIM_NOTICE = lua("""
 if not ($whole) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return -1
@@ -361,37 +368,11 @@ return 1
 
 # Ends the job's pending notification (delivered, or given up). KEYS: job hash, outbox.
 # ARGV: job id, then field/value pairs to record on the job.
-FINISH_NOTICE = _lua("""
+FINISH_NOTICE = lua("""
 redis.call('ZREM', KEYS[2], ARGV[1])
 if not ($whole) then return -1 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HDEL', KEYS[1], 'notify_owner')
-return 1
-""")
-
-# Counts the jobs by status (and fills the unarchived set) once, for a Redis whose jobs were
-# written before the scripts above kept the counts: an upgrade with jobs in flight would
-# otherwise count their next moves from zero, below zero. It overwrites whatever moves were
-# counted before it, since it reads every record at one instant. KEYS: counts by status, jobs
-# index, unarchived set. ARGV: the job key prefix, now, then every status. The records' keys
-# are built here, so it suits one Redis (not a cluster). O(jobs), once: the `counted_since`
-# field it writes makes every later call return 0 at once; 1 when it counted.
-COUNT_JOBS = _lua("""
-$helpers
-if redis.call('HEXISTS', KEYS[1], 'counted_since') == 1 then return 0 end
-local counts = {}
-for i = 3, #ARGV do counts[ARGV[i]] = 0 end
-for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  -- pcall: a key of another type answers an error, and such a record is not counted.
-  local f = redis.pcall('HMGET', ARGV[1] .. id, 'status', 'completed_ts', 'result_url')
-  if type(f) == 'table' and not f.err and f[1] and counts[f[1]] then
-    counts[f[1]] = counts[f[1]] + 1
-    local done = unarchived(f[1], f[2], f[3])
-    if done then redis.call('ZADD', KEYS[3], done, id) end
-  end
-end
-for status, n in pairs(counts) do redis.call('HSET', KEYS[1], status, n) end
-redis.call('HSET', KEYS[1], 'counted_since', ARGV[2])
 return 1
 """)
 
@@ -406,7 +387,7 @@ return 1
 # - an Akool id: {'same', id} unless that job failed or was cancelled (then it is adopted
 #   anew).
 # Otherwise the job is written, counted, indexed, due, and given every claim: {'new', id}.
-CREATE_JOB = _lua("""
+CREATE_JOB = lua("""
 $helpers
 local n = tonumber(ARGV[6])
 for i = 1, n do
@@ -431,7 +412,9 @@ redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 -- Counted by status from here on by the scripts that move it (a scrape reads counts).
-redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'status'), 1)
+local f = redis.call('HMGET', KEYS[1], 'status', 'kind')
+redis.call('HINCRBY', KEYS[4], f[1], 1)
+redis.call('HINCRBY', '$by_kind', (f[2] or '$lipsync') .. ':' .. f[1], 1)
 -- The index forgets ids whose records have expired, so it cannot grow forever.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], 0, tonumber(ARGV[3]) - ttl)
 for i = 1, n do redis.call('SET', KEYS[4 + i], ARGV[2], 'EX', ttl) end
