@@ -34,11 +34,16 @@ def test_each_kind_is_archived_byte_exact_with_one_akool_job(
     assert deployment.akool_jobs_for(script) == 1
 
 
-def test_a_kind_failed_by_akool_fails_saying_so(deployment: Deployment) -> None:
+@pytest.mark.parametrize("kind", OTHER_KINDS)
+def test_each_kind_failed_by_akool_fails_saying_so_with_no_object(
+    deployment: Deployment, kind: str
+) -> None:
     script = video_url(final=4)
-    job = deployment.wait(deployment.submit_kind("character_swap", script))
+    job = deployment.wait(deployment.submit_kind(kind, script))
     assert job.status == "failed"
     assert "video_status 4" in (job.error or "")
+    listed = deployment.stack.s3_client().list_objects_v2(Bucket=BUCKET, Prefix=f"lipsync/{job.id}")
+    assert listed["KeyCount"] == 0
 
 
 @pytest.mark.parametrize(
