@@ -166,7 +166,6 @@ def test_jobs_waiting_are_shown_by_family_with_the_oldest_wait() -> None:
     assert oldest["akool"] == pytest.approx(700.0) and oldest["storage"] == 0.0
 
 
-
 def test_jobs_are_shown_by_kind_beside_the_status_counts() -> None:
     redis = FakeRedis(COUNTED, [])
     families = {family.name: family for family in metrics.FleetCollector(redis).collect()}
