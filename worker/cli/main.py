@@ -266,7 +266,8 @@ def kind_lines(job: Job) -> list[str]:
 
 def contract_lines(job: Job) -> list[str]:
     """What the caller asked for beyond the URLs: its keys, whether the job was adopted,
-    and its metadata (one `meta.NAME: VALUE` line each, by name). Control characters are
+    and its metadata (one `meta.NAME: VALUE` line each, by name); then its extra result
+    files, archived (one `extra file FIELD: URI` line each). Control characters are
     escaped: metadata may come from the application's own users, and must not drive the
     operator's terminal."""
     lines = []
@@ -278,6 +279,9 @@ def contract_lines(job: Job) -> list[str]:
         lines.append(f"adopted: submitted to Akool by other code (Akool id {job.akool_id})")
     for name, value in sorted((job.metadata or {}).items()):
         lines.append(f"meta.{escape_controls(name)}: {escape_controls(value)}")
+    # A kind's extra result files, archived beside its video.
+    for field, uri in sorted((job.assets or {}).items()):
+        lines.append(f"extra file {field}: {escape_controls(uri)}")
     return lines
 
 

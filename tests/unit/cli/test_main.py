@@ -80,3 +80,14 @@ def test_status_lines_escape_control_characters_that_would_drive_a_terminal() ->
     lines = contract_lines(hostile)
     assert not any(c in "".join(lines) for c in "\x1b\x07\x9b\n")
     assert "meta.note\\x1b[2J: a\\x1b]0;owned\\x07b\\x0ac" in lines
+
+
+def test_status_lines_list_a_translations_extra_files_archived() -> None:
+    done = job(
+        kind="video_translation",
+        assets={"translated_srt_url": "s3://b/k.translated.srt", "original_srt_url": "s3://b/k.o"},
+    )
+    assert contract_lines(done) == [
+        "extra file original_srt_url: s3://b/k.o",
+        "extra file translated_srt_url: s3://b/k.translated.srt",
+    ]
